@@ -1,0 +1,35 @@
+"""hf_seqkd: sequence-level knowledge distillation (Kim & Rush, 2016) for transformers seq2seq models.
+
+Importing the package registers the LSTM model with transformers' Auto classes, so that
+`AutoModelForSeq2SeqLM.from_pretrained(folder)` works without `trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
+from .modeling_lstm_seq2seq import (
+    LSTMDecoderState,
+    LSTMEncoderOutput,
+    LSTMSeq2SeqForConditionalGeneration,
+    LSTMSeq2SeqModel,
+    LSTMSeq2SeqPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(LSTMSeq2SeqConfig.model_type, LSTMSeq2SeqConfig, exist_ok=True)
+AutoModel.register(LSTMSeq2SeqConfig, LSTMSeq2SeqModel, exist_ok=True)
+AutoModelForSeq2SeqLM.register(LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration, exist_ok=True)
+# save_pretrained then copies the modeling code next to the weights, for trust_remote_code loading anywhere.
+LSTMSeq2SeqConfig.register_for_auto_class()
+LSTMSeq2SeqModel.register_for_auto_class("AutoModel")
+LSTMSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+__all__ = [
+    "LSTMDecoderState",
+    "LSTMEncoderOutput",
+    "LSTMSeq2SeqConfig",
+    "LSTMSeq2SeqForConditionalGeneration",
+    "LSTMSeq2SeqModel",
+    "LSTMSeq2SeqPreTrainedModel",
+]

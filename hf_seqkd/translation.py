@@ -1,0 +1,95 @@
+"""Translation in one call: texts in, texts out (transformers 5 removed the `translation` pipeline)."""
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+
+def load_translation_model(
+    model_name_or_path: str, device: str | torch.device | None = None, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads a seq2seq model and its tokenizer from a folder or Hub id, in eval mode, on `device`."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    # The tokenizer reads config.json too, so it needs the same trust for a model type known only to remote code.
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+def translate(
+    texts: Sequence[str],
+    model: PreTrainedModel | str,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    num_beams: int = 5,
+    batch_size: int = 64,
+    max_source_length: int | None = None,
+    max_new_tokens: int | None = None,
+    progress: bool = False,
+    **generate_kwargs,
+) -> list[str]:
+    """
+    Translates `texts` with any transformers seq2seq model.
+
+    Sentences are sorted by length so that each batch holds similar lengths (little padding), translated batch by
+    batch under `torch.inference_mode`, and returned in the input order.
+
+    Args:
+        texts (`Sequence[str]`): sentences to translate.
+        model (`PreTrainedModel` or `str`): a seq2seq model, or a folder / Hub id to load one (and its tokenizer)
+            from.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): needed when `model` is a model object.
+        num_beams (`int`, *optional*, defaults to 5): beam size; 1 is greedy search.
+        batch_size (`int`, *optional*, defaults to 64): sentences per `generate` call.
+        max_source_length (`int`, *optional*): longer sources are truncated to this many tokens (and a warning says
+            how many were). Defaults to the model's `max_source_length`, else the tokenizer's `model_max_length`.
+        max_new_tokens (`int`, *optional*): cap on output length; defaults to the model's generation config.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+        generate_kwargs: passed to `model.generate` (e.g. `length_penalty`, `do_sample`).
+
+    Returns:
+        `list[str]`: one detokenized translation per input text.
+    """
+    if isinstance(texts, str):
+        raise TypeError("`texts` must be a sequence of strings; wrap a single sentence in a list.")
+    if isinstance(model, str):
+        model, loaded_tokenizer = load_translation_model(model)
+        tokenizer = tokenizer or loaded_tokenizer
+    if tokenizer is None:
+        raise ValueError("Pass the model's `tokenizer` (or a model folder / Hub id instead of a model object).")
+    if num_beams < 1 or batch_size < 1:
+        raise ValueError(f"num_beams and batch_size must be >= 1, got {num_beams} and {batch_size}.")
+    if max_source_length is None:
+        max_source_length = getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
+    if max_new_tokens is not None:
+        generate_kwargs["max_new_tokens"] = max_new_tokens
+
+    encoded = tokenizer(list(texts), truncation=False)["input_ids"]
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > max_source_length]
+    if too_long:
+        # Re-encoded with truncation so that the tokenizer keeps its end-of-sequence token.
+        truncated = tokenizer([texts[i] for i in too_long], truncation=True, max_length=max_source_length)
+        for i, ids in zip(too_long, truncated["input_ids"]):
+            encoded[i] = ids
+        logger.warning(f"{len(too_long)} of {len(texts)} sources were truncated to {max_source_length} tokens.")
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    translations = [""] * len(encoded)
+    model_was_training = model.training
+    model.eval()
+    with torch.inference_mode(), tqdm(total=len(order), disable=not progress, unit="sent") as bar:
+        for start in range(0, len(order), batch_size):
+            batch_indices = order[start : start + batch_size]
+            batch = tokenizer.pad(
+                {"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt"
+            ).to(model.device)
+            outputs = model.generate(**batch, num_beams=num_beams, **generate_kwargs)
+            for index, text in zip(batch_indices, tokenizer.batch_decode(outputs, skip_special_tokens=True)):
+                translations[index] = text.strip()
+            bar.update(len(batch_indices))
+    model.train(model_was_training)
+    return translations

@@ -1,0 +1,159 @@
+"""generate() through transformers' GenerationMixin equals plain reference searches written here."""
+
+import pytest
+import torch
+from helpers import random_batch, tiny_model
+
+
+def reference_greedy(model, input_ids, max_length):
+    """Argmax, re-running the whole decoder on every prefix (no cache at all)."""
+    prefix = [model.config.decoder_start_token_id]
+    while len(prefix) < max_length:
+        logits = model(input_ids=input_ids, decoder_input_ids=torch.tensor([prefix]), use_cache=False).logits
+        prefix.append(int(logits[0, -1].argmax()))
+        if prefix[-1] == model.config.eos_token_id:
+            break
+    return prefix
+
+
+def reference_beam_search(model, input_ids, num_beams, max_length, length_penalty, early_stopping):
+    """
+    Textbook beam search over one source, with transformers' conventions: keep the 2K best continuations; an EOS
+    among the first K finishes a hypothesis (score = sum log p / generated_length ** length_penalty); the K best
+    others continue; at max_length the first K continuations finish. Each hypothesis keeps its own decoder state
+    object, so this checks `reorder_cache` too.
+    """
+    eos, vocab = model.config.eos_token_id, model.config.decoder_vocab_size
+    encoder_outputs = model.get_encoder()(input_ids)
+    start = [model.config.decoder_start_token_id]
+    first = model(encoder_outputs=encoder_outputs, decoder_input_ids=torch.tensor([start]))
+    beams = [(0.0, start, first)]  # (sum of log-probs, tokens, model output after the last token)
+    finished = []  # (final score, tokens)
+    for cur_len in range(1, max_length):
+        candidates = []
+        for score, tokens, out in beams:
+            log_probs = out.logits[0, -1].float().log_softmax(-1).tolist()
+            candidates += [(score + log_probs[v], tokens + [v], out.past_key_values) for v in range(vocab)]
+        candidates.sort(key=lambda c: -c[0])
+        last_step = cur_len + 1 == max_length
+        continuing = []
+        for rank, (score, tokens, state) in enumerate(candidates[: 2 * num_beams]):
+            if tokens[-1] == eos or last_step:
+                if rank < num_beams:
+                    finished.append((score / (len(tokens) - 1) ** length_penalty, tokens))
+            elif len(continuing) < num_beams:
+                continuing.append((score, tokens, state))
+        finished = sorted(finished, key=lambda f: -f[0])[:num_beams]
+        if last_step or (early_stopping is True and len(finished) == num_beams):
+            break
+        beams = [
+            (score, tokens, model(decoder_input_ids=torch.tensor([[tokens[-1]]]), past_key_values=state))
+            for score, tokens, state in continuing
+        ]
+    return finished
+
+
+@pytest.mark.parametrize("variant", [{}, {"input_feeding": False}, {"bidirectional_encoder": True}])
+def test_greedy_equals_argmax_over_full_prefix_reruns(variant):
+    model = tiny_model(seed=3, **variant)
+    input_ids, attention_mask = random_batch(batch_size=3, seed=4)
+    # Make EOS a token that greedy search emits at step 3 of row 0, so that sequences of several lengths occur.
+    eos = int(model.generate(input_ids=input_ids, attention_mask=attention_mask, max_length=4)[0, 3])
+    model.config.eos_token_id = model.generation_config.eos_token_id = eos
+    generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_length=12, num_beams=1)
+    eos_seen = False
+    for row in range(3):
+        length = int(attention_mask[row].sum())
+        expected = reference_greedy(model, input_ids[row : row + 1, :length], max_length=12)
+        got = generated[row].tolist()[: len(expected)]
+        assert got == expected
+        eos_seen |= expected[-1] == model.config.eos_token_id
+    assert eos_seen, "the test should exercise a sequence that stops before max_length"
+
+
+@pytest.mark.parametrize(
+    "length_penalty, early_stopping", [(0.0, "never"), (1.0, True), (1.0, "never"), (0.6, False)]
+)
+def test_beam_search_equals_reference_sequences_and_scores(length_penalty, early_stopping):
+    model = tiny_model(seed=3, eos_token_id=5)
+    input_ids, attention_mask = random_batch(batch_size=3, seed=4)
+    num_beams, max_length = 4, 9
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        num_beams=num_beams,
+        num_return_sequences=num_beams,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        early_stopping=early_stopping,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    finished_early = 0
+    for row in range(3):
+        length = int(attention_mask[row].sum())
+        expected = reference_beam_search(
+            model, input_ids[row : row + 1, :length], num_beams, max_length, length_penalty, early_stopping
+        )
+        for k, (score, tokens) in enumerate(expected):
+            flat = row * num_beams + k
+            assert out.sequences[flat].tolist()[: len(tokens)] == tokens
+            assert abs(out.sequences_scores[flat].item() - score) < 1e-4
+            finished_early += tokens[-1] == 5
+    if early_stopping is not False:
+        assert finished_early > 0, "the test should exercise hypotheses that end before max_length"
+
+
+def test_padded_batch_generates_as_one_at_a_time():
+    model = tiny_model(seed=5)
+    input_ids, attention_mask = random_batch(batch_size=4, source_length=8, seed=6)
+    for num_beams in (1, 5):
+        batched = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_length=10)
+        for row in range(4):
+            length = int(attention_mask[row].sum())
+            alone = model.generate(input_ids=input_ids[row : row + 1, :length], num_beams=num_beams, max_length=10)
+            assert batched[row, : alone.shape[1]].tolist() == alone[0].tolist()
+
+
+def test_output_scores_match_sequences_scores_for_greedy_and_beam():
+    model = tiny_model(seed=7)
+    input_ids, attention_mask = random_batch()
+    greedy = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    assert len(greedy.scores) == 6 and greedy.sequences.shape == (3, 7)
+    beam = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        num_beams=3,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        length_penalty=0.0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    transition = model.compute_transition_scores(beam.sequences, beam.scores, beam.beam_indices, normalize_logits=False)
+    torch.testing.assert_close(transition.sum(-1), beam.sequences_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_is_reproducible_and_respects_top_k():
+    model = tiny_model(seed=8)
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=True, max_new_tokens=8)
+    torch.manual_seed(0)
+    first = model.generate(**kwargs, temperature=0.7, top_p=0.9)
+    torch.manual_seed(0)
+    second = model.generate(**kwargs, temperature=0.7, top_p=0.9)
+    assert torch.equal(first, second)
+    torch.manual_seed(0)
+    top1 = model.generate(**kwargs, top_k=1)
+    greedy = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=8)
+    assert torch.equal(top1, greedy)
+    torch.manual_seed(1)
+    several = model.generate(**kwargs, num_return_sequences=3)
+    assert several.shape[0] == 9

@@ -50,7 +50,8 @@ SPLITS = ("train", "validation", "test")
 BAND = 6
 MAX_MERGE = 10        # one RV1909 entry may hold up to this many KJV verses (Job 39:30 holds 9)
 MERGE_PENALTY = 1.0   # per extra verse in a bead, so chance overlaps do not glue verses together
-DIAGONAL_BONUS = 0.1  # breaks ties (e.g. untagged verses) in favour of the plain reference match
+PAIR_BONUS = 0.05     # pairing beats skipping when nothing overlaps (verses without tags)
+DIAGONAL_BONUS = 0.1  # breaks ties in favour of the plain reference match
 
 # Spanish enclitic pronouns: an added-word span holding one of these is glued
 # to the verb before it ("sáca<lo>" -> "sácalo"), any other span gets spaces.
@@ -75,7 +76,7 @@ def read_module(library, key, books):
     """
     bible = library.get_bible_from_module(key)
     # pysword inflates the whole compressed book block again for every verse;
-    # caching the last blocks makes reading ~20x faster (private method).
+    # caching the last blocks (a private method) makes reading minutes faster.
     bible._decompressed_text = functools.lru_cache(maxsize=8)(bible._decompressed_text)
     structure = bible.get_structure()
     verses = {}
@@ -144,20 +145,20 @@ def clean_text(raw):
     # stands for a space; anywhere else it is nothing.
     text = re.sub(r"(?<=[\w,.;:!?’”)])%s+(?=[\w“‘(¿¡])" % BOUNDARY, " ", text)
     text = text.replace(BOUNDARY, "")
-    text = re.sub(r"\s+([,.;:!?])", r"\1", " ".join(text.split()))
+    text = re.sub(r"\s+([,.;:!?’”])", r"\1", " ".join(text.split()))
     return text.strip()
 
 
-CAPS_RUN = re.compile(r"\b[A-ZÁÉÍÓÚÜÑ]+(?:\s+[A-ZÁÉÍÓÚÜÑ]+)*\b(?!\.)")
+WORD = re.compile(r"[^\W\d_]+")
 
 
 def capitalised_words(texts):
     """Words that are usually capitalised mid-sentence in `texts` (proper nouns: Jehová, David)."""
     counts = Counter()
     for text in texts:
-        # Skip sentence-initial tokens: their capital says nothing.
-        for m in re.finditer(r"(?<![.!?¿¡:]\s)(?<!^)\b\w+", text):
-            counts[m.group()] += 1
+        # Only words after a space that does not follow sentence punctuation:
+        # a sentence-initial capital says nothing.
+        counts.update(re.findall(r"(?<![.!?¿¡:\s])\s+(\w+)", text))
     return {w for w in counts if w[:1].isupper() and w[1:].islower() and counts[w] > counts[w.lower()]}
 
 
@@ -165,18 +166,44 @@ def restore_opening_case(text, proper):
     """Undo the all-caps chapter opening of RV1909 ("EN el principio", "Y DESPUÉS movió").
 
     Only the first run of all-caps words is touched (later caps such as
-    "YO SOY EL QUE SOY" are deliberate), runs ending in "." are skipped (the
-    Ps 119 acrostic letters "ALEPH."), and words after the first of the run
-    keep a capital only if they are proper nouns ("Y JEHOVÁ" -> "Y Jehová").
+    "YO SOY EL QUE SOY" are deliberate); a run may start with one-letter words
+    ("Y Á SUS"); Ps 119's acrostic letter is skipped ("ALEPH. BIENAVENTURADOS").
+    Words after the first keep a capital only if they are proper nouns
+    ("Y JEHOVÁ" -> "Y Jehová", "Y DESPUÉS" -> "Y después").
     """
-    for m in CAPS_RUN.finditer(text):
-        words = m.group().split()
-        if all(len(w) == 1 for w in words):
+    words = list(WORD.finditer(text))
+
+    def caps(n):
+        return n < len(words) and words[n].group().isupper()
+
+    def joined(n):  # words n and n+1 are separated by whitespace only
+        return text[words[n].end():words[n + 1].start()].isspace()
+
+    for n in range(len(words)):
+        if not (caps(n) and len(words[n].group()) > 1):
             continue
-        fixed = [words[0][0] + words[0][1:].lower()]
-        fixed += [w.capitalize() if w.capitalize() in proper else w.lower() for w in words[1:]]
-        return text[:m.start()] + " ".join(fixed) + text[m.end():]
+        start = end = n
+        while start and caps(start - 1) and len(words[start - 1].group()) == 1 and joined(start - 1):
+            start -= 1
+        while caps(end + 1) and joined(end):
+            end += 1
+        if text[words[end].end():words[end].end() + 2] == ". " and caps(end + 1):
+            continue
+        run = [m.group() for m in words[start:end + 1]]
+        fixed = [run[0][0] + run[0][1:].lower()]
+        fixed += [w.capitalize() if w.capitalize() in proper else w.lower() for w in run[1:]]
+        return text[:words[start].start()] + " ".join(fixed) + text[words[end].end():]
     return text
+
+
+def strip_subscription(es):
+    """Cut the traditional subscription off an epistle's last RV1909 verse.
+
+    RV1909 appends it to the verse text ("... Amén. Enviada de Roma á los
+    Gálatas."); the KJV has it as a title after the chapter and the WEB not
+    at all, so the verse is cut after its final "Amén.".
+    """
+    return es[:es.rindex("Amén.") + len("Amén.")] if "Amén." in es else es
 
 
 # --------------------------------------------------------------------------- alignment
@@ -186,8 +213,8 @@ def align_book(es_tags, kjv_tags, es_empty):
 
     Both lists are in book order and have equal length (RV1909 is keyed in KJV
     versification).  Returns beads (es_indices, kjv_indices): monotone, within
-    BAND of the diagonal, each bead one RV1909 entry with 1..MAX_MERGE KJV
-    verses or two entries with one KJV verse.  Entries/verses in no bead are
+    BAND of the diagonal, each bead one or two RV1909 entries with
+    1..MAX_MERGE KJV verses.  Entries/verses in no bead are
     unaligned (empty RV1909 slots, or verses only one text has).
     """
     n = len(es_tags)
@@ -209,19 +236,20 @@ def align_book(es_tags, kjv_tags, es_empty):
                 offer((i, j), best[(i, j - 1)], (i, j - 1), None)
             if i == 0 or j == 0 or es_empty[i - 1]:
                 continue
-            # One es entry <-> k KJV verses j-k .. j-1.
-            covered = set()
-            for k in range(1, min(MAX_MERGE, j) + 1):
-                covered |= es_tags[i - 1] & kjv_tags[j - k]
-                prev = (i - 1, j - k)
-                if prev in best:
-                    bonus = DIAGONAL_BONUS if k == 1 and i == j else 0.0
-                    score = best[prev] + len(covered) - MERGE_PENALTY * (k - 1) + bonus
-                    offer((i, j), score, prev, (range(i - 1, i), range(j - k, j)))
-            # Two es entries <-> one KJV verse (a Spanish verse break inside a KJV verse).
-            if i >= 2 and not es_empty[i - 2] and (i - 2, j - 1) in best:
-                score = best[(i - 2, j - 1)] + len((es_tags[i - 2] | es_tags[i - 1]) & kjv_tags[j - 1]) - MERGE_PENALTY
-                offer((i, j), score, (i - 2, j - 1), (range(i - 2, i), range(j - 1, j)))
+            # a es entries (1 or 2: a Spanish verse break inside a KJV verse)
+            # <-> b KJV verses (a longer Spanish chapter's overflow).
+            for a in (1, 2):
+                if i < a or any(es_empty[i - a:i]):
+                    continue
+                tags = es_tags[i - 1] | es_tags[i - a]
+                covered = set()
+                for b in range(1, min(MAX_MERGE, j) + 1):
+                    covered |= tags & kjv_tags[j - b]
+                    prev = (i - a, j - b)
+                    if prev in best:
+                        bonus = PAIR_BONUS + (DIAGONAL_BONUS if a == b == 1 and i == j else 0.0)
+                        score = best[prev] + len(covered) - MERGE_PENALTY * (a + b - 2) + bonus
+                        offer((i, j), score, prev, (range(i - a, i), range(j - b, j)))
 
     beads, cell = [], (n, n)
     while cell != (0, 0):
@@ -257,13 +285,13 @@ def pair_web_to_kjv(keys, kjv_text, web_text):
             continue
         straight = jaccard(words[a][0], words[a][1]) + jaccard(words[b][0], words[b][1])
         crossed = jaccard(words[a][0], words[b][1]) + jaccard(words[b][0], words[a][1])
-        if crossed > straight + 0.5:
+        if crossed > straight + 0.5:  # clear-cut only: Matt 23:13-14 scores 0.37 vs 1.16
             web[a], web[b] = web_text[b], web_text[a]
-            notes.append("swapped WEB %s:%d:%d and the next verse" % a)
+            notes.append("swapped WEB %s %d:%d and the next verse" % a)
     for k in keys:
         n_kjv, n_web = len(kjv_text[k].split()), len(web[k].split())
-        if n_web and not 1 / 3 <= n_web / n_kjv <= 3:
-            notes.append("dropped WEB %s:%d:%d (%d words vs KJV %d)" % (k + (n_web, n_kjv)))
+        if n_web and n_kjv and not 1 / 3 <= n_web / n_kjv <= 3:
+            notes.append("dropped WEB %s %d:%d (%d words vs KJV %d)" % (k + (n_web, n_kjv)))
             web[k] = ""
     return web, notes
 
@@ -278,54 +306,69 @@ def ref_id(name, refs):
 
 # --------------------------------------------------------------------------- build
 
-def build_rows(library, log=print):
-    """Return {split: [row, ...]} with rows in canonical order."""
+def spanish_texts(raw_es, raw_kjv, keys):
+    """Clean RV1909 text for every KJV-keyed slot: markup, chapter-opening caps, subscriptions."""
+    es = {k: clean_text(raw_es[k]) for k in keys}
+    proper = capitalised_words(es.values())
+    for k in keys:
+        # Chapter openings (in Spanish numbering always slot :1) and the one
+        # mid-chapter opening, Luke 1:5 ("HUBO en los días").
+        first, _, rest = es[k].partition(" ")
+        if k[2] == 1 or (len(first) > 1 and first.isalpha() and first.isupper() and rest[:1].islower()):
+            es[k] = restore_opening_case(es[k], proper)
+    for book in dict.fromkeys(k[0] for k in keys):
+        last_kjv = max(k for k in keys if k[0] == book)
+        if "<title" in raw_kjv[last_kjv].partition("<chapter eID")[2]:  # the KJV has a subscription
+            last_es = max(k for k in keys if k[0] == book and es[k])
+            es[last_es] = strip_subscription(es[last_es])
+    return es
+
+
+def build_rows(library):
+    """Read the three modules and align them.
+
+    Returns ({split: [row, ...]} in canonical order, [build-log lines]).
+    """
     books = kjv_books()
     osis_books = [osis for osis, _ in books]
     raw = {side: read_module(library, key, osis_books) for side, key in MODULES.items()}
     keys = list(raw["kjv"])  # canonical KJV order
-
-    es_text = {k: clean_text(raw["es"][k]) for k in keys}
-    proper = capitalised_words(es_text.values())
-    for k in keys:
-        if k[2] == 1:  # RV1909 chapter openings (in Spanish numbering: always slot :1)
-            es_text[k] = restore_opening_case(es_text[k], proper)
+    es_text = spanish_texts(raw["es"], raw["kjv"], keys)
     kjv_text = {k: clean_text(raw["kjv"][k]) for k in keys}
     web_text, notes = pair_web_to_kjv(keys, kjv_text, {k: clean_text(raw["en"].get(k, "")) for k in keys})
     extra = [k for k in raw["en"] if k[0] in osis_books and k not in raw["kjv"] and clean_text(raw["en"][k])]
     notes += ["WEB verse outside KJV versification: %s %d:%d" % k for k in extra]
 
     rows = {split: [] for split in SPLITS}
-    shifted = dropped = 0
+    realigned, unpaired = 0, []
     for osis, name in books:
         book_keys = [k for k in keys if k[0] == osis]
         beads = align_book([strongs(raw["es"][k]) for k in book_keys],
                            [strongs(raw["kjv"][k]) for k in book_keys],
                            [not es_text[k] for k in book_keys])
         split = "test" if osis in TEST_BOOKS else "validation" if osis in VALID_BOOKS else "train"
-        aligned = set()
+        paired = set()
         for es_idx, kjv_idx in beads:
             es_keys = [book_keys[i] for i in es_idx]
             refs = [book_keys[j] for j in kjv_idx]
-            aligned.update(refs)
-            shifted += es_keys != refs
+            realigned += es_keys != refs
             en = [web_text[r] for r in refs]
             if not all(en):  # the WEB lacks (part of) this verse: no pair
-                dropped += 1
                 continue
+            paired.update(refs)
             rows[split].append({"id": ref_id(name, refs),
                                 "translation": {"es": " ".join(es_text[k] for k in es_keys),
                                                 "en": " ".join(en)}})
-        dropped += sum(1 for k in book_keys if k not in aligned)
-    log("beads not on the plain reference diagonal: %d; KJV verses without a pair: %d" % (shifted, dropped))
-    for note in notes:
-        log("note: " + note)
-    return rows
+        unpaired += ["%s %d:%d" % (name, c, v) for (_, c, v) in book_keys if (osis, c, v) not in paired]
+    log = ["pairs realigned away from the plain reference match: %d" % realigned,
+           "merged pairs (range ids): %d" % sum("-" in r["id"] for split in SPLITS for r in rows[split]),
+           "KJV verses in no pair (%d): %s" % (len(unpaired), ", ".join(unpaired))]
+    return rows, log + notes
 
 
 def write_jsonl_gz(path, rows):
     """Write rows as gzip JSON Lines, byte-identical across rebuilds (mtime=0, no file name)."""
-    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
+    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     with open(path, "wb") as raw_file:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw_file, mtime=0, compresslevel=9) as gz:
             gz.write(payload)
@@ -365,7 +408,8 @@ def main(argv=None):
     if args.check:
         return check_against_mod2imp(library)
 
-    rows = build_rows(library)
+    rows, log = build_rows(library)
+    print("\n".join(log))
     os.makedirs(args.out, exist_ok=True)
     digests = {}
     for split in SPLITS:
@@ -375,7 +419,7 @@ def main(argv=None):
             digests[path] = hashlib.sha256(f.read()).hexdigest()
         print("%s: %d pairs" % (path, len(rows[split])))
     readme = args.readme or os.path.join(os.path.dirname(os.path.normpath(args.out)) or ".", "README.md")
-    write_readme(readme, rows, digests, package_versions())
+    write_readme(readme, rows, log, digests, package_versions())
     print(stats_table(rows))
     return 0
 
@@ -407,11 +451,12 @@ README_TEMPLATE = """\
 # Bundled data: Spanish-English Bible corpus (`bible_es_en/`)
 
 Verse-aligned Spanish-English parallel text for the sequence-level knowledge
-distillation experiments.  One JSON object per line (gzip JSON Lines), in
-canonical book order:
+distillation experiments: `train`, `validation` and `test` splits, one JSON
+object per line (gzip JSON Lines), in canonical book order.  Ids use KJV (=
+WEB) verse numbers.
 
 ```json
-{{"id": "Genesis 1:1", "translation": {{"en": "In the beginning, God created the heavens and the earth.", "es": "En el principio crió Dios los cielos y la tierra."}}}}
+{{"id": "Genesis 1:1", "translation": {{"es": "En el principio crió Dios los cielos y la tierra.", "en": "In the beginning, God created the heavens and the earth."}}}}
 ```
 
 ```python
@@ -419,55 +464,71 @@ from datasets import load_dataset
 ds = load_dataset("json", data_files={{s: f"data/bible_es_en/{{s}}.jsonl.gz" for s in ("train", "validation", "test")}})
 ```
 
-## Splits (whole books)
+## Splits
+
+Whole books, so no verse of a test book is seen in training:
 
 - test: Ruth, Ecclesiastes, Lamentations, Amos, Jonah, John, Galatians, James
 - validation: Judges, Song of Songs, Habakkuk, Ephesians, 1 Peter
-- train: every other book of the 66-book protocanon (no deuterocanonical books)
+- train: the other 53 books of the 66-book protocanon (no deuterocanonical books)
 
-Whitespace-separated tokens per side:
+Pairs and whitespace-separated tokens per side:
 
 {stats}
 
 ## Provenance
 
-Built from Debian packages (read with pysword; `mod2imp` from libsword-utils
-gives the same raw text, see `--check`):
+Debian packages (`dpkg-query -W`) and the Python reader used:
 
 {versions}
 
-- Spanish: `spaRV1909eb`, Reina-Valera 1909 (sword-text-sparv).
-- English: `engWEB2015eb`, World English Bible text (sword-text-web).
-- `engKJV2006eb`, King James Version (sword-text-kjv), is used only to align:
-  RV1909 is keyed by KJV versification but keeps Spanish verse numbers in some
-  chapters (Num 13, Jonah 2, Job 39-40, ...).  Each book is aligned RV1909 ->
-  KJV by shared Strong's numbers (monotone, within {band} verses), and the
-  English side is the WEB verse with the same KJV reference.  Where one RV1909
-  entry holds several KJV verses the id is a range (`Jonah 2:9-10`).
+- Spanish: module `spaRV1909eb`, Reina-Valera 1909 (sword-text-sparv).
+- English: module `engWEB2015eb`, World English Bible text (sword-text-web).
+- Alignment pivot only: module `engKJV2006eb`, King James Version (sword-text-kjv).
+
+The raw text is read with pysword; `python data/build_bible_corpus.py --check`
+confirms it equals libsword-utils' `mod2imp` export verse for verse.
+
+RV1909 is keyed by KJV versification but keeps Spanish verse numbers in some
+chapters (Num 13 and 30, 1 Sam 24, 1 Kgs 22, 1 Chr 21, 2 Chr 33, Job 38-40,
+Hos 12, Jonah 2, 2 Cor 13, ...).  Each book is therefore aligned RV1909 -> KJV
+by shared Strong's numbers (monotone dynamic programming, at most {band} verses
+off the diagonal), and the English side is the WEB verse with the same KJV
+reference.  Where RV1909 holds several KJV verses in one entry (or splits
+verses differently) the pair covers them all and its id is a range
+(`Jonah 2:9-10`, `Job 39:27-40:5`).
 
 Processing: OSIS markup stripped (Strong's tags, notes with their content,
-cross-references, non-canonical headings and speaker labels; canonical Psalm
-titles kept, as RV1909 has them inline), all-caps RV1909 chapter openings
-re-cased ("EN el principio" -> "En el principio"), whitespace normalised;
-pairs with an empty side dropped (e.g. Luke 17:36, Acts 8:37), as are the
-WEB's deuterocanonical books, preface and glossary.
+cross-references, non-canonical headings, speaker labels in Song of Songs;
+canonical Psalm titles are kept, as RV1909 has them inline); spaces restored
+around RV1909's added-word spans ("Graciaseaá" -> "Gracia sea á"); all-caps
+RV1909 chapter openings re-cased ("EN el principio" -> "En el principio");
+RV1909's subscriptions to the epistles ("Escrita de Roma ...") removed, as the
+WEB has none; whitespace normalised.  Pairs with an empty side are dropped, as
+are the WEB's deuterocanonical books, preface and glossary.
 
-Rebuild (byte-identical output, gzip mtime=0):
+Build log:
+
+{log}
+
+Rebuild (output is byte-identical: gzip with mtime=0):
 
 ```sh
 apt-get install -y sword-text-sparv sword-text-web sword-text-kjv libsword-utils
 pip install pysword
 {command}
+python -m pytest tests/test_corpus.py -q
 ```
 
 ## License
 
 Every source module's `.conf` says `DistributionLicense=Public Domain`.  The
-WEB's conf adds that "World English Bible" is a trademark and that a changed
-text should not be called the World English Bible.  This corpus is a modified
-text (markup stripped, verses realigned and merged, some verses dropped), so
-it must not be called the World English Bible; refer to it as "English text
-derived from the public-domain World English Bible".
+WEB's conf adds that "World English Bible" is a trademark of eBible.org and
+asks that a text changed in any way no longer be called the World English
+Bible.  This corpus is such a modified text (markup stripped, verses realigned
+and merged, some verses dropped), so it must not be called the World English
+Bible; describe its English side as "derived from the public-domain World
+English Bible".
 
 ## sha256
 
@@ -477,13 +538,13 @@ derived from the public-domain World English Bible".
 """
 
 
-def write_readme(path, rows, digests, versions):
+def write_readme(path, rows, log, digests, versions):
     """Write data/README.md with provenance, license, counts and checksums."""
     base = os.path.dirname(path)
     text = README_TEMPLATE.format(
         stats=stats_table(rows),
         versions="\n".join("- `%s` %s" % kv for kv in sorted(versions.items())),
-        band=BAND, command=BUILD_COMMAND,
+        band=BAND, command=BUILD_COMMAND, log="\n".join("- " + line for line in log),
         digests="\n".join("%s  %s" % (d, os.path.relpath(p, base)) for p, d in sorted(digests.items())))
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

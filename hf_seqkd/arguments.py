@@ -1,0 +1,89 @@
+"""Command-line parsing for the recipes: dataclass arguments from a `--config` YAML file, overridden by CLI flags."""
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+from transformers import HfArgumentParser
+
+from .configuration_lstm_seq2seq import ATTENTION_SCORES, PRESETS
+
+
+@dataclass
+class ModelArguments:
+    """
+    The model to train: a saved model to continue from, or a new LSTM seq2seq built from a preset and overrides.
+
+    Args:
+        model_name_or_path (`str`, *optional*):
+            Start from this saved model (folder or Hub id) instead of a new one.
+        preset (`str`, *optional*):
+            Paper sizes: `teacher_4x1000`, `student_2x500` or `student_2x300`. The size flags below override it.
+        embedding_size, hidden_size, layers (`int`, *optional*):
+            Sizes of a new model (`layers` for both encoder and decoder).
+        dropout (`float`, *optional*), attention_score (`str`, *optional*), input_feeding (`bool`, *optional*),
+        bidirectional_encoder (`bool`, *optional*), tie_word_embeddings (`bool`, *optional*):
+            See [`LSTMSeq2SeqConfig`].
+        tokenizer_name_or_path (`str`, *optional*):
+            A saved tokenizer; when omitted, a joint BPE tokenizer is trained on the training split.
+        tokenizer_vocab_size (`int`), tokenizer_min_frequency (`int`):
+            Settings of that trained tokenizer.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Start from this saved model."})
+    preset: str | None = field(default=None, metadata={"help": "Paper size preset.", "choices": list(PRESETS)})
+    embedding_size: int | None = field(default=None, metadata={"help": "Embedding size of a new model."})
+    hidden_size: int | None = field(default=None, metadata={"help": "LSTM size of a new model."})
+    layers: int | None = field(default=None, metadata={"help": "Encoder and decoder layers of a new model."})
+    dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model."})
+    attention_score: str | None = field(default=None, metadata={"help": "Luong score.", "choices": list(ATTENTION_SCORES)})
+    input_feeding: bool | None = field(default=None, metadata={"help": "Input feeding in the decoder."})
+    bidirectional_encoder: bool | None = field(default=None, metadata={"help": "Bidirectional encoder."})
+    tie_word_embeddings: bool | None = field(default=None, metadata={"help": "Tie decoder embeddings and softmax."})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "A saved tokenizer (else one is trained)."})
+    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    tokenizer_min_frequency: int = field(default=2, metadata={"help": "min_frequency of a trained tokenizer."})
+
+    def config_overrides(self) -> dict:
+        """The model-size flags that were set, as `LSTMSeq2SeqConfig` kwargs."""
+        overrides = {
+            name: getattr(self, name)
+            for name in (
+                "embedding_size", "hidden_size", "dropout", "attention_score", "input_feeding",
+                "bidirectional_encoder", "tie_word_embeddings",
+            )
+            if getattr(self, name) is not None
+        }
+        if self.layers is not None:
+            overrides["encoder_layers"] = overrides["decoder_layers"] = self.layers
+        return overrides
+
+
+def parse_args(dataclass_types, args: list[str] | None = None):
+    """
+    Parses `dataclass_types` from `--config file.yaml` (keys are the flag names) and the command line; flags given
+    on the command line win over the file. Unknown keys in the file are an error, not silently ignored.
+    """
+    args = sys.argv[1:] if args is None else args
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # Several processes launched (torchrun, accelerate) on a machine without GPU: without this, transformers'
+        # TrainingArguments leaves every process a world of one instead of CPU DDP over gloo.
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    parser = HfArgumentParser(dataclass_types)
+    config_parser = argparse.ArgumentParser(add_help=False)
+    config_parser.add_argument("--config")
+    known, remaining = config_parser.parse_known_args(args)
+    if known.config is not None:
+        with open(known.config) as handle:
+            defaults = yaml.safe_load(handle) or {}
+        destinations = {action.dest: action for action in parser._actions}
+        unknown = sorted(set(defaults) - set(destinations))
+        if unknown:
+            raise ValueError(f"{known.config}: unknown keys {unknown}. Each key must be a command-line flag name.")
+        for name in defaults:
+            destinations[name].required = False  # satisfied by the file
+        parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(remaining)

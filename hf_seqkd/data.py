@@ -1,0 +1,201 @@
+"""Parallel data: a Hub dataset with a `translation` column or local JSON Lines / TSV files, tokenized with `.map`."""
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The Spanish-English Bible shipped with the repository (see data/README.md).
+BUNDLED_CORPUS = REPO_ROOT / "data" / "bible_es_en"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class DataArguments:
+    """
+    Where the parallel data comes from and how it is tokenized.
+
+    Args:
+        dataset_name (`str`, *optional*):
+            A Hub dataset with a `translation` column (e.g. `wmt14`), or `bible_es_en` for the bundled corpus.
+        dataset_config_name (`str`, *optional*):
+            The Hub dataset's configuration (e.g. `de-en`).
+        train_file, validation_file, test_file (`str`, *optional*):
+            Local files instead of `dataset_name`: JSON Lines (`.jsonl`, `.json`, optionally `.gz`) with a
+            `translation` column of `{lang: text}`, or TSV (`.tsv`) with source and target in two columns.
+        source_lang, target_lang (`str`):
+            Keys of the source and target text in `translation`.
+        max_source_length, max_target_length (`int`):
+            Training pairs with more tokens on either side are dropped (and counted in the log); evaluation pairs are
+            truncated instead, so that every evaluation sentence is scored.
+        max_train_samples, max_eval_samples (`int`, *optional*):
+            Keep only the first N training / evaluation pairs (quick runs, tests).
+        preprocessing_num_workers (`int`, *optional*):
+            Processes for `datasets.map`.
+        overwrite_cache (`bool`):
+            Recompute the tokenized data instead of reusing the `datasets` cache.
+    """
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset with a `translation` column, or `bible_es_en` (bundled)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training file (.jsonl[.gz] or .tsv)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file."})
+    source_lang: str = field(default="es", metadata={"help": "Source language key in `translation`."})
+    target_lang: str = field(default="en", metadata={"help": "Target language key in `translation`."})
+    max_source_length: int = field(default=128, metadata={"help": "Longer training pairs are dropped; evaluation sources truncated."})
+    max_target_length: int = field(default=128, metadata={"help": "Longer training pairs are dropped; evaluation targets truncated."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation/test pairs."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized data."})
+
+    def __post_init__(self):
+        files = (self.train_file, self.validation_file, self.test_file)
+        if self.dataset_name is None and not any(files):
+            raise ValueError("No data: pass --dataset_name (e.g. bible_es_en) or --train_file/--validation_file/--test_file.")
+        if self.dataset_name is not None and any(files):
+            raise ValueError("Pass either --dataset_name or local files (--train_file, ...), not both.")
+        if self.source_lang == self.target_lang:
+            raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}.")
+        for name in ("max_source_length", "max_target_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+def load_parallel_dataset(args: DataArguments) -> DatasetDict:
+    """
+    Loads the raw parallel data as a `DatasetDict` whose splits (`train`, `validation`, `test`, as present) each
+    have a `translation` column holding `{source_lang: ..., target_lang: ...}`.
+    """
+    if args.dataset_name == "bible_es_en":
+        files = {split: str(BUNDLED_CORPUS / f"{split}.jsonl.gz") for split in SPLITS}
+        raw = load_dataset("json", data_files=files)
+    elif args.dataset_name is not None:
+        raw = load_dataset(args.dataset_name, args.dataset_config_name)
+    else:
+        files = {s: f for s, f in zip(SPLITS, (args.train_file, args.validation_file, args.test_file)) if f}
+        raw = DatasetDict({split: _load_local_file(path, args) for split, path in files.items()})
+    for split, dataset in raw.items():
+        _check_columns(dataset, split, args)
+    if args.max_train_samples is not None and "train" in raw:
+        raw["train"] = raw["train"].select(range(min(args.max_train_samples, len(raw["train"]))))
+    if args.max_eval_samples is not None:
+        for split in ("validation", "test"):
+            if split in raw:
+                raw[split] = raw[split].select(range(min(args.max_eval_samples, len(raw[split]))))
+    return raw
+
+
+def _load_local_file(path: str, args: DataArguments) -> Dataset:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Data file {path} does not exist.")
+    suffixes = Path(path).suffixes
+    if ".tsv" in suffixes:
+        table = load_dataset(
+            "csv", data_files=path, delimiter="\t", column_names=[args.source_lang, args.target_lang], quoting=3
+        )["train"]
+        return table.map(
+            lambda row: {"translation": {args.source_lang: row[args.source_lang], args.target_lang: row[args.target_lang]}},
+            remove_columns=table.column_names,
+            desc=f"Reading {Path(path).name}",
+        )
+    if ".jsonl" in suffixes or ".json" in suffixes:
+        return load_dataset("json", data_files=path)["train"]
+    raise ValueError(f"Cannot read {path}: use JSON Lines (.jsonl, .jsonl.gz) with a `translation` column, or .tsv.")
+
+
+def _check_columns(dataset: Dataset, split: str, args: DataArguments) -> None:
+    if "translation" not in dataset.column_names:
+        raise ValueError(
+            f"The {split} split has columns {dataset.column_names} but no `translation` column of "
+            f"{{{args.source_lang!r}: ..., {args.target_lang!r}: ...}}."
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"The {split} split is empty.")
+    languages = set(dataset[0]["translation"])
+    missing = {args.source_lang, args.target_lang} - languages
+    if missing:
+        raise ValueError(
+            f"The {split} split's `translation` has languages {sorted(languages)}, not {sorted(missing)}; "
+            f"set --source_lang/--target_lang."
+        )
+
+
+def source_and_target_texts(dataset: Dataset, args: DataArguments) -> tuple[list[str], list[str]]:
+    """The raw source and target sentences of one split, in order."""
+    pairs = dataset["translation"]
+    return [p[args.source_lang] for p in pairs], [p[args.target_lang] for p in pairs]
+
+
+def tokenize_parallel_dataset(
+    raw: DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    args: DataArguments,
+    main_process_first=contextlib.nullcontext,
+) -> DatasetDict:
+    """
+    Tokenizes every split with `datasets.map(batched=True)` (cached by `datasets`), giving `input_ids`,
+    `attention_mask` and `labels`. Training pairs longer than the maximum lengths are dropped and counted;
+    evaluation pairs are truncated.
+
+    Args:
+        main_process_first: a context manager factory such as `training_args.main_process_first`, so that with
+            several processes the main one builds the cache and the others read it.
+    """
+
+    tokenized = DatasetDict()
+    for split, dataset in raw.items():
+        truncate = split != "train"
+        with main_process_first(desc=f"tokenizing {split}"):
+            encoded = dataset.map(
+                _tokenize_batch,
+                fn_kwargs={"tokenizer": tokenizer, "args": args, "truncate": truncate},
+                batched=True,
+                num_proc=args.preprocessing_num_workers,
+                remove_columns=dataset.column_names,
+                load_from_cache_file=not args.overwrite_cache,
+                desc=f"Tokenizing {split}",
+            )
+            if split == "train":
+                kept = encoded.filter(
+                    _within_lengths,
+                    fn_kwargs={"args": args},
+                    batched=True,
+                    num_proc=args.preprocessing_num_workers,
+                    load_from_cache_file=not args.overwrite_cache,
+                    desc="Dropping long pairs",
+                )
+                dropped = len(encoded) - len(kept)
+                logger.info(
+                    f"train: kept {len(kept)} of {len(encoded)} pairs; dropped {dropped} "
+                    f"({100 * dropped / len(encoded):.1f}%) longer than {args.max_source_length} source or "
+                    f"{args.max_target_length} target tokens."
+                )
+                if len(kept) == 0:
+                    raise ValueError("Every training pair is longer than the maximum lengths; raise them.")
+                encoded = kept
+        tokenized[split] = encoded
+    return tokenized
+
+
+def _tokenize_batch(batch, tokenizer, args, truncate):
+    sources = [pair[args.source_lang] for pair in batch["translation"]]
+    targets = [pair[args.target_lang] for pair in batch["translation"]]
+    features = tokenizer(sources, truncation=truncate, max_length=args.max_source_length if truncate else None)
+    labels = tokenizer(text_target=targets, truncation=truncate, max_length=args.max_target_length if truncate else None)
+    features["labels"] = labels["input_ids"]
+    return features
+
+
+def _within_lengths(batch, args):
+    return [
+        len(source) <= args.max_source_length and len(target) <= args.max_target_length
+        for source, target in zip(batch["input_ids"], batch["labels"])
+    ]

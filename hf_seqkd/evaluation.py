@@ -1,0 +1,379 @@
+"""
+Evaluation of translation models as Kim & Rush (2016) report it: BLEU (greedy and beam), perplexity of the references,
+how peaked the model is (p(t=ŷ|s) of its own output), parameter counts and decoding speed.
+"""
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Keys whose values depend on the machine's load, not on the model.
+TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
+# Keys that `write_results` writes as text files instead of into the JSON.
+HYPOTHESIS_KEYS = {"hypotheses_greedy": "greedy", "hypotheses_beam": "beam"}
+
+MARKDOWN_HEADER = (
+    "| model | BLEU greedy | BLEU beam | ppl | p(t=ŷ) beam | nonzero params | words/s greedy | words/s beam |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """
+    Corpus BLEU and chrF with sacrebleu's default settings (13a tokenization, one reference per sentence).
+
+    Args:
+        hypotheses (`Sequence[str]`): detokenized system outputs.
+        references (`Sequence[str]`): one detokenized reference per hypothesis.
+
+    Returns:
+        `dict`: `bleu` and `chrf` (0-100) and their sacrebleu signatures `bleu_signature` / `chrf_signature`, which
+        say how the scores were computed so that they can be compared across papers.
+    """
+    _check_parallel(hypotheses, references, "hypotheses", "references")
+    bleu, chrf = BLEU(), CHRF()
+    references = [list(references)]  # sacrebleu takes a list of reference *streams*
+    return {
+        "bleu": float(bleu.corpus_score(list(hypotheses), references).score),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": float(chrf.corpus_score(list(hypotheses), references).score),
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def reference_perplexity(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    references: Sequence[str],
+    batch_size: int = 64,
+) -> float:
+    """
+    Perplexity of the references under teacher forcing: exp of the mean negative log-likelihood per target token.
+
+    Every reference token counts once, the end-of-sequence token included, whatever the batching: token NLLs are
+    summed over the whole corpus before dividing (a mean of batch means would weight short batches too much).
+
+    Args:
+        model (`PreTrainedModel`): any transformers seq2seq model whose forward takes `labels`.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer; references are encoded with `text_target=`.
+        sources (`Sequence[str]`): source sentences.
+        references (`Sequence[str]`): one reference translation per source.
+        batch_size (`int`, *optional*, defaults to 64): sentence pairs per forward pass.
+
+    Returns:
+        `float`: the perplexity.
+    """
+    _check_parallel(sources, references, "sources", "references")
+    # Only the sources are truncated (as translate() does): a truncated reference would drop tokens from the score.
+    source_ids = tokenizer(list(sources), truncation=True, max_length=_max_source_length(model, tokenizer))["input_ids"]
+    target_ids = tokenizer(text_target=list(references))["input_ids"]
+    pairs = list(zip(source_ids, target_ids))
+    total_nll, total_tokens = 0.0, 0
+    with _eval_mode(model), torch.inference_mode():
+        for batch_indices in _length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
+            batch = tokenizer.pad({"input_ids": [pairs[i][0] for i in batch_indices]}, return_tensors="pt")
+            labels = _pad_labels([pairs[i][1] for i in batch_indices])
+            batch, labels = batch.to(model.device), labels.to(model.device)
+            # The model shifts `labels` right itself, so each model gets its own decoder start token.
+            logits = model(**batch, labels=labels, use_cache=False).logits
+            token_nll = _token_nll(logits, labels)
+            total_nll += token_nll.sum().item()
+            total_tokens += labels.ne(-100).sum().item()
+    return math.exp(total_nll / total_tokens)
+
+
+def decode_and_score(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    num_beams: int,
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
+) -> dict:
+    """
+    Translates `sources` and scores the translations ŷ under the model that produced them.
+
+    Decodes as [`~hf_seqkd.translation.translate`] does (length-sorted batches, same detokenization, input order
+    restored), but keeps the generated ids: log p(ŷ|x) is recomputed exactly by teacher forcing them through the model,
+    because generate's `sequences_scores` are divided by a length penalty.
+
+    Args:
+        model (`PreTrainedModel`): any transformers seq2seq model.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        sources (`Sequence[str]`): sentences to translate.
+        num_beams (`int`): beam size; 1 is greedy search.
+        batch_size (`int`, *optional*, defaults to 64): sentences per `generate` call.
+        max_new_tokens (`int`, *optional*): cap on output length; defaults to the model's generation config.
+
+    Returns:
+        `dict`: `hypotheses` (detokenized, in input order); `seconds` spent in `generate` (not tokenizing nor
+        scoring); `words_per_sec` (whitespace-separated output words) and `tokens_per_sec` (generated tokens, EOS
+        included); `mean_log_prob`, the mean over sentences of log p(ŷ|x), and `p_output`, the mean of p(ŷ|x).
+    """
+    if isinstance(sources, str):
+        raise TypeError("`sources` must be a sequence of strings; wrap a single sentence in a list.")
+    if not sources:
+        raise ValueError("`sources` is empty.")
+    if num_beams < 1 or batch_size < 1:
+        raise ValueError(f"num_beams and batch_size must be >= 1, got {num_beams} and {batch_size}.")
+    generate_kwargs = {"num_beams": num_beams}
+    if max_new_tokens is not None:
+        generate_kwargs["max_new_tokens"] = max_new_tokens
+    eos_ids = _eos_token_ids(model, tokenizer)
+
+    encoded = tokenizer(list(sources), truncation=True, max_length=_max_source_length(model, tokenizer))["input_ids"]
+    hypotheses, log_probs = [""] * len(sources), [0.0] * len(sources)
+    seconds, num_tokens = 0.0, 0
+    with _eval_mode(model), torch.inference_mode():
+        for batch_indices in _length_sorted_batches([len(ids) for ids in encoded], batch_size):
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt")
+            batch = batch.to(model.device)
+            _synchronize(model.device)
+            start = time.perf_counter()
+            sequences = model.generate(**batch, **generate_kwargs)
+            _synchronize(model.device)  # CUDA runs asynchronously: wait for it before reading the clock
+            seconds += time.perf_counter() - start
+
+            # sequences = [decoder start] ŷ_1 ... EOS [pad ...]: score every position up to the first EOS.
+            labels = sequences[:, 1:]
+            is_eos = torch.isin(labels, eos_ids.to(labels.device)).int()
+            # cumsum - is_eos is 0 up to and including the first EOS, > 0 after it; an unfinished output keeps all.
+            labels = labels.masked_fill((is_eos.cumsum(dim=1) - is_eos) > 0, -100)
+            # Feeding exactly generate's decoder inputs reproduces its conditioning, whatever the start token.
+            logits = model(**batch, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
+            sentence_log_probs = -_token_nll(logits, labels).sum(dim=1)
+            num_tokens += labels.ne(-100).sum().item()
+            texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+            for index, text, log_prob in zip(batch_indices, texts, sentence_log_probs.tolist()):
+                hypotheses[index], log_probs[index] = text.strip(), log_prob
+
+    num_words = sum(len(hypothesis.split()) for hypothesis in hypotheses)
+    return {
+        "hypotheses": hypotheses,
+        "seconds": seconds,
+        "words_per_sec": _rate(num_words, seconds),
+        "tokens_per_sec": _rate(num_tokens, seconds),
+        "mean_log_prob": sum(log_probs) / len(log_probs),
+        "p_output": sum(math.exp(log_prob) for log_prob in log_probs) / len(log_probs),
+    }
+
+
+def count_parameters(model: torch.nn.Module) -> dict:
+    """
+    Counts the entries of a model's parameters.
+
+    Args:
+        model (`torch.nn.Module`): the model.
+
+    Returns:
+        `dict`: `params`, the number of parameter entries, and `params_nonzero`, those that are not zero (what is left
+        after weight pruning). `model.parameters()` yields a tied (shared) tensor once, so it is counted once.
+    """
+    params = list(model.parameters())
+    return {
+        "params": sum(param.numel() for param in params),
+        "params_nonzero": sum(int(torch.count_nonzero(param.detach())) for param in params),
+    }
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    references: Sequence[str],
+    num_beams: int = 5,
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
+) -> dict:
+    """
+    Everything one row of Kim & Rush's result tables needs, for one model on one test set.
+
+    Args:
+        model (`PreTrainedModel`): any transformers seq2seq model; evaluated in eval mode, its mode restored after.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        sources (`Sequence[str]`): source sentences.
+        references (`Sequence[str]`): one reference translation per source.
+        num_beams (`int`, *optional*, defaults to 5): beam size of the beam-search run (the other run is greedy).
+        batch_size (`int`, *optional*, defaults to 64): sentences per batch.
+        max_new_tokens (`int`, *optional*): cap on output length; defaults to the model's generation config.
+
+    Returns:
+        `dict`: a flat, JSON-serialisable dict with `bleu_greedy`, `bleu_beam`, `chrf_greedy`, `chrf_beam`,
+        `bleu_signature`, `chrf_signature`, `ppl` (of the references), `p_greedy_output` / `p_beam_output` (mean
+        p(ŷ|x) of the model's own outputs), `params`, `params_nonzero`, `words_per_sec_*`, `tokens_per_sec_*`,
+        `num_sentences`, `num_beams`, and the translations as `hypotheses_greedy` / `hypotheses_beam`.
+    """
+    _check_parallel(sources, references, "sources", "references")
+    results = {}
+    with _eval_mode(model):
+        runs = {"greedy": decode_and_score(model, tokenizer, sources, 1, batch_size, max_new_tokens)}
+        # Beam search with one beam *is* greedy search: no need to decode twice.
+        runs["beam"] = (
+            runs["greedy"]
+            if num_beams == 1
+            else decode_and_score(model, tokenizer, sources, num_beams, batch_size, max_new_tokens)
+        )
+        for name, run in runs.items():
+            scores = corpus_scores(run["hypotheses"], references)
+            results[f"bleu_{name}"] = scores["bleu"]
+            results[f"chrf_{name}"] = scores["chrf"]
+            results["bleu_signature"], results["chrf_signature"] = scores["bleu_signature"], scores["chrf_signature"]
+        results["ppl"] = reference_perplexity(model, tokenizer, sources, references, batch_size)
+    for name, run in runs.items():
+        results[f"p_{name}_output"] = run["p_output"]
+    results.update(count_parameters(model))
+    for name, run in runs.items():
+        results[f"words_per_sec_{name}"] = run["words_per_sec"]
+        results[f"tokens_per_sec_{name}"] = run["tokens_per_sec"]
+    results["num_sentences"] = len(sources)
+    results["num_beams"] = num_beams
+    for name, run in runs.items():
+        results[f"hypotheses_{name}"] = list(run["hypotheses"])
+    return results
+
+
+def markdown_row(name: str, results: dict) -> str:
+    """
+    One row of the table under [`MARKDOWN_HEADER`].
+
+    Args:
+        name (`str`): the model's name in the first column.
+        results (`dict`): what [`evaluate_model`] returned.
+
+    Returns:
+        `str`: the row, e.g. `| student | 14.20 | 15.01 | 12.35 | 16.90% | 12.3M | 1520 | 480 |`.
+    """
+    cells = [
+        name,
+        f"{results['bleu_greedy']:.2f}",
+        f"{results['bleu_beam']:.2f}",
+        f"{results['ppl']:.2f}",
+        f"{100 * results['p_beam_output']:.2f}%",
+        _human_count(results["params_nonzero"]),
+        f"{results['words_per_sec_greedy']:.0f}",
+        f"{results['words_per_sec_beam']:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_results(results: dict, path: str | Path) -> None:
+    """
+    Writes the results as JSON, and the translations beside it as text files.
+
+    Args:
+        results (`dict`): what [`evaluate_model`] returned.
+        path (`str` or `Path`): the JSON file, e.g. `results/student.json`; the greedy and beam translations go to
+            `results/student.greedy.txt` and `results/student.beam.txt`, one sentence per line, in input order.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {key: value for key, value in results.items() if key not in HYPOTHESIS_KEYS}
+    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for key, suffix in HYPOTHESIS_KEYS.items():
+        if key in results:
+            # A newline inside a hypothesis would shift every later line against the references.
+            lines = (" ".join(hypothesis.splitlines()) + "\n" for hypothesis in results[key])
+            path.with_name(f"{path.stem}.{suffix}.txt").write_text("".join(lines), encoding="utf-8")
+
+
+def _check_parallel(first: Sequence[str], second: Sequence[str], first_name: str, second_name: str) -> None:
+    for name, texts in ((first_name, first), (second_name, second)):
+        if isinstance(texts, str):
+            raise TypeError(f"`{name}` must be a sequence of strings; wrap a single sentence in a list.")
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} {first_name} but {len(second)} {second_name}: they must pair up one to one.")
+    if not first:
+        raise ValueError(f"`{first_name}` and `{second_name}` are empty.")
+
+
+def _max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    # The same limit as translate(): longer sources would be rejected by the LSTM encoder.
+    return getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
+
+
+def _length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices in batches of similar length, so that batches carry little padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _pad_labels(labels: list[list[int]]) -> torch.Tensor:
+    # -100 rather than the pad id, so that padding never counts as a token (nor collides with a real pad token).
+    padded = torch.full((len(labels), max(map(len, labels))), -100, dtype=torch.long)
+    for row, ids in enumerate(labels):
+        padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return padded
+
+
+def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) negative log-likelihoods of `labels`, 0 where a label is -100; in float32 for half-precision models."""
+    nll = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+    )
+    return nll.view(labels.shape)
+
+
+def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    # generate() stops on the generation config's EOS id(s), which may be a list.
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return torch.tensor(eos if isinstance(eos, list) else [eos], dtype=torch.long)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def _human_count(count: int) -> str:
+    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= threshold:
+            return f"{count / threshold:.1f}{suffix}"
+    return str(count)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block, the model's previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def evaluate_split(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    split,
+    data_args,
+    output_dir: str | Path,
+    name: str = "model",
+    num_beams: int = 5,
+    batch_size: int = 64,
+) -> dict:
+    """
+    Runs [`evaluate_model`] on a raw parallel split (a `datasets.Dataset` with a `translation` column), writes
+    `eval_results.json` (and the hypotheses) into `output_dir`, and logs the markdown row.
+    """
+    sources = [pair[data_args.source_lang] for pair in split["translation"]]
+    references = [pair[data_args.target_lang] for pair in split["translation"]]
+    results = evaluate_model(model, tokenizer, sources, references, num_beams=num_beams, batch_size=batch_size)
+    write_results(results, Path(output_dir) / "eval_results.json")
+    print(f"\n{MARKDOWN_HEADER}\n{markdown_row(name, results)}\n{results['bleu_signature']}", flush=True)
+    return results

@@ -1,0 +1,129 @@
+"""What every training recipe shares: tokenizer and model construction, BLEU for validation, resumable training."""
+
+import itertools
+import logging
+import os
+
+import numpy as np
+import sacrebleu
+from datasets import Dataset
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from .arguments import ModelArguments
+from .configuration_lstm_seq2seq import PRESETS, LSTMSeq2SeqConfig
+from .data import DataArguments, source_and_target_texts
+from .modeling_lstm_seq2seq import LSTMSeq2SeqForConditionalGeneration
+from .tokenization import train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def load_or_train_tokenizer(
+    model_args: ModelArguments, data_args: DataArguments, train_split: Dataset, output_dir: str
+) -> PreTrainedTokenizerBase:
+    """
+    The given tokenizer (or the model's); else the one a previous run of this recipe saved in `output_dir` (so a
+    resumed run keeps its vocabulary); else a joint BPE trained on the training split's two sides and saved to
+    `output_dir`, where other processes (run under `main_process_first`) then find it.
+    """
+    name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if name is not None:
+        return AutoTokenizer.from_pretrained(name)
+    if os.path.isfile(os.path.join(output_dir, "tokenizer.json")):
+        logger.info(f"Loading the tokenizer saved in {output_dir}.")
+        return AutoTokenizer.from_pretrained(output_dir)
+    sources, targets = source_and_target_texts(train_split, data_args)
+    logger.info(f"Training a joint BPE tokenizer ({model_args.tokenizer_vocab_size} tokens) on {len(sources)} pairs.")
+    tokenizer = train_tokenizer(
+        itertools.chain(sources, targets),
+        vocab_size=model_args.tokenizer_vocab_size,
+        min_frequency=model_args.tokenizer_min_frequency,
+        model_max_length=max(data_args.max_source_length, data_args.max_target_length),
+    )
+    tokenizer.save_pretrained(output_dir)
+    return tokenizer
+
+
+def build_model(
+    model_args: ModelArguments, data_args: DataArguments, tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel:
+    """The saved model to continue from, or a new LSTM seq2seq sized by the preset and overrides."""
+    if model_args.model_name_or_path is not None:
+        return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
+    make_config = PRESETS[model_args.preset] if model_args.preset else LSTMSeq2SeqConfig
+    config = make_config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        max_source_length=data_args.max_source_length,
+        max_target_length=data_args.max_target_length,
+        **model_args.config_overrides(),
+    )
+    return LSTMSeq2SeqForConditionalGeneration(config)
+
+
+def bleu_metrics(tokenizer: PreTrainedTokenizerBase):
+    """A `compute_metrics` for `predict_with_generate`: corpus BLEU and chrF (sacrebleu) of the generations."""
+
+    def compute_metrics(eval_prediction):
+        predictions, labels = eval_prediction.predictions, eval_prediction.label_ids
+        predictions = np.where(predictions < 0, tokenizer.pad_token_id, predictions)
+        labels = np.where(labels < 0, tokenizer.pad_token_id, labels)
+        hypotheses = [text.strip() for text in tokenizer.batch_decode(predictions, skip_special_tokens=True)]
+        references = [text.strip() for text in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        return {
+            "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+        }
+
+    return compute_metrics
+
+
+def run_training(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None,
+    training_args: Seq2SeqTrainingArguments,
+    trainer_class=Seq2SeqTrainer,
+    **trainer_kwargs,
+):
+    """
+    Trains with `trainer_class` and saves the final (or best, with `load_best_model_at_end`) model and tokenizer in
+    `output_dir`. A run that was killed resumes from the last checkpoint in `output_dir` (or from
+    `--resume_from_checkpoint`), losing at most the steps since that checkpoint.
+
+    Returns:
+        The trainer, after training.
+    """
+    trainer = trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+        compute_metrics=bleu_metrics(tokenizer) if training_args.predict_with_generate else None,
+        **trainer_kwargs,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info(f"Resuming from {checkpoint}.")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model()  # model, tokenizer (processing_class), generation config, modeling code
+    return trainer

@@ -1,0 +1,48 @@
+"""Train a teacher (or any LSTM seq2seq) on parallel data.
+
+    python recipes/train_teacher.py --config recipes/bible_es_en/teacher/config.yaml
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/train_teacher.py \
+        --config recipes/bible_es_en/teacher_4x1000/config.yaml
+
+Any flag of `ModelArguments`, `DataArguments` or `Seq2SeqTrainingArguments` can be set in the YAML file or on the
+command line (which wins). A killed run started again with the same command resumes from its last checkpoint.
+At the end the model is evaluated on the test split (greedy and beam) and `eval_results.json` is written next to it.
+"""
+
+import logging
+import sys
+
+from transformers import Seq2SeqTrainingArguments, set_seed
+
+from hf_seqkd.arguments import ModelArguments, parse_args
+from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
+from hf_seqkd.evaluation import evaluate_split
+from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
+
+logger = logging.getLogger(__name__)
+
+
+def main(args: list[str] | None = None) -> dict | None:
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, Seq2SeqTrainingArguments), args)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
+        stream=sys.stdout,
+    )
+    set_seed(training_args.seed)
+
+    raw = load_parallel_dataset(data_args)
+    with training_args.main_process_first(desc="tokenizer"):
+        tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
+    tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
+    model = build_model(model_args, data_args, tokenizer)
+    logger.info(f"Model: {model.num_parameters():,} parameters\n{model.config}")
+
+    trainer = run_training(model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args)
+    if "test" in raw and trainer.is_world_process_zero():
+        return evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
+    return None
+
+
+if __name__ == "__main__":
+    main()

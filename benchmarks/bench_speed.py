@@ -25,13 +25,17 @@ SIZES = {"256x2": (256, 2), "500x2": (500, 2), "1000x4": (1000, 4)}
 VOCAB, SOURCE_LENGTH, TARGET_LENGTH, BATCH = 8000, 30, 30, 64
 
 
-def build_model(hidden, layers, device):
+def build_model(hidden, layers, device, dtype=torch.float32):
     torch.manual_seed(0)
     config = LSTMSeq2SeqConfig(
-        vocab_size=VOCAB, embedding_size=hidden, hidden_size=hidden, encoder_layers=layers, decoder_layers=layers,
+        vocab_size=VOCAB,
+        embedding_size=hidden,
+        hidden_size=hidden,
+        encoder_layers=layers,
+        decoder_layers=layers,
         dropout=0.0,
     )
-    return LSTMSeq2SeqForConditionalGeneration(config).to(device).eval()
+    return LSTMSeq2SeqForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
 
 
 def source_batches(num_sentences, device):
@@ -125,22 +129,24 @@ def main():
     parser.add_argument("--num_sentences_large", type=int, default=64, help="N for beam search at 1000x4")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--skip_bare", action="store_true")
     parser.add_argument("--skip_training", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
 
     machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
     print(
         f"# {machine}, torch {torch.__version__}, {args.threads} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, target tokens/s\n"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {args.dtype}, target tokens/s\n"
     )
     print("| H, L | greedy generate() | beam 5 generate() | greedy bare loop | beam 5 bare loop | train |")
     print("|---|---|---|---|---|---|")
     for name in args.sizes:
         hidden, layers = SIZES[name]
-        model = build_model(hidden, layers, device)
+        model = build_model(hidden, layers, device, dtype)
         batches = source_batches(args.num_sentences, device)
         beam_batches = batches
         beam_note = ""
@@ -154,8 +160,12 @@ def main():
         if args.skip_bare:
             row += ["-", "-"]
         else:
-            row += [f"{time_bare(model, batches, 1, device):,.0f}", f"{time_bare(model, beam_batches, 5, device):,.0f}"]
-        row.append("-" if args.skip_training or name == "1000x4" else f"{time_training(model, device):,.0f}")
+            row += [
+                f"{time_bare(model, batches, 1, device):,.0f}",
+                f"{time_bare(model, beam_batches, 5, device):,.0f}",
+            ]
+        skip_training = args.skip_training or name == "1000x4" or dtype != torch.float32
+        row.append("-" if skip_training else f"{time_training(model, device):,.0f}")
         print(f"| {hidden}, {layers} | " + " | ".join(row) + " |", flush=True)
 
 

@@ -48,22 +48,24 @@ SPLITS = ("train", "validation", "test")
 # Alignment parameters.  BAND bounds |es slot - KJV verse| inside a book; the
 # largest real displacement is Job 40 (Spanish 40:1 = KJV 40:6), so 6 is enough.
 BAND = 6
-MAX_MERGE = 10        # one RV1909 entry may hold up to this many KJV verses (Job 39:30 holds 9)
-MERGE_PENALTY = 1.0   # per extra verse in a bead, so chance overlaps do not glue verses together
-PAIR_BONUS = 0.05     # pairing beats skipping when nothing overlaps (verses without tags)
+MAX_MERGE = 10  # one RV1909 entry may hold up to this many KJV verses (Job 39:30 holds 9)
+MERGE_PENALTY = 1.0  # per extra verse in a bead, so chance overlaps do not glue verses together
+PAIR_BONUS = 0.05  # pairing beats skipping when nothing overlaps (verses without tags)
 DIAGONAL_BONUS = 0.1  # breaks ties in favour of the plain reference match
 
 # Spanish enclitic pronouns: an added-word span holding one of these is glued
 # to the verb before it ("sáca<lo>" -> "sácalo"), any other span gets spaces.
 CLITICS = {"lo", "la", "le", "los", "las", "les", "me", "te", "se", "nos", "os"}
-BOUNDARY = "\x01"     # placeholder for removed markup that separated two words
+BOUNDARY = "\x01"  # placeholder for removed markup that separated two words
 
 
 # --------------------------------------------------------------------------- reading
 
+
 def open_library():
     """Return a pysword SwordModules object for the system SWORD library."""
     from pysword.modules import SwordModules
+
     library = SwordModules(SWORD_PATH)
     library.parse_modules()
     return library
@@ -93,6 +95,7 @@ def read_module(library, key, books):
 def kjv_books():
     """Return [(osis, English name)] for the 66 protocanonical books, in canonical order."""
     from pysword.canons import canons
+
     names = []
     for testament in ("ot", "nt"):
         for name, osis, _abbr, _lengths in canons["kjv"][testament]:
@@ -104,6 +107,7 @@ def kjv_books():
 
 
 # --------------------------------------------------------------------------- cleaning
+
 
 def strongs(raw):
     """Set of Strong's numbers tagged in a verse (notes excluded), e.g. {'H430', 'H1254'}."""
@@ -122,8 +126,11 @@ def _added_words(match):
     """
     before, body, after = match.group(1), match.group(2), match.group(3)
     word_before = re.search(r"\w+$", before)
-    glue = (body in CLITICS and word_before is not None
-            and (not after[:1].isalnum() or re.search(r"[áéíóú]", word_before.group())))
+    glue = (
+        body in CLITICS
+        and word_before is not None
+        and (not after[:1].isalnum() or re.search(r"[áéíóú]", word_before.group()))
+    )
     return before + ("" if glue else BOUNDARY) + body + BOUNDARY + after
 
 
@@ -177,7 +184,7 @@ def restore_opening_case(text, proper):
         return n < len(words) and words[n].group().isupper()
 
     def joined(n):  # words n and n+1 are separated by whitespace only
-        return text[words[n].end():words[n + 1].start()].isspace()
+        return text[words[n].end() : words[n + 1].start()].isspace()
 
     for n in range(len(words)):
         if not (caps(n) and len(words[n].group()) > 1):
@@ -187,12 +194,12 @@ def restore_opening_case(text, proper):
             start -= 1
         while caps(end + 1) and joined(end):
             end += 1
-        if text[words[end].end():words[end].end() + 2] == ". " and caps(end + 1):
+        if text[words[end].end() : words[end].end() + 2] == ". " and caps(end + 1):
             continue
-        run = [m.group() for m in words[start:end + 1]]
+        run = [m.group() for m in words[start : end + 1]]
         fixed = [run[0][0] + run[0][1:].lower()]
         fixed += [w.capitalize() if w.capitalize() in proper else w.lower() for w in run[1:]]
-        return text[:words[start].start()] + " ".join(fixed) + text[words[end].end():]
+        return text[: words[start].start()] + " ".join(fixed) + text[words[end].end() :]
     return text
 
 
@@ -203,10 +210,11 @@ def strip_subscription(es):
     Gálatas."); the KJV has it as a title after the chapter and the WEB not
     at all, so the verse is cut after its final "Amén.".
     """
-    return es[:es.rindex("Amén.") + len("Amén.")] if "Amén." in es else es
+    return es[: es.rindex("Amén.") + len("Amén.")] if "Amén." in es else es
 
 
 # --------------------------------------------------------------------------- alignment
+
 
 def align_book(es_tags, kjv_tags, es_empty):
     """Align a book's RV1909 entries to its KJV verses by shared Strong's numbers.
@@ -239,7 +247,7 @@ def align_book(es_tags, kjv_tags, es_empty):
             # a es entries (1 or 2: a Spanish verse break inside a KJV verse)
             # <-> b KJV verses (a longer Spanish chapter's overflow).
             for a in (1, 2):
-                if i < a or any(es_empty[i - a:i]):
+                if i < a or any(es_empty[i - a : i]):
                     continue
                 tags = es_tags[i - 1] | es_tags[i - a]
                 covered = set()
@@ -306,6 +314,7 @@ def ref_id(name, refs):
 
 # --------------------------------------------------------------------------- build
 
+
 def spanish_texts(raw_es, raw_kjv, keys):
     """Clean RV1909 text for every KJV-keyed slot: markup, chapter-opening caps, subscriptions."""
     es = {k: clean_text(raw_es[k]) for k in keys}
@@ -343,9 +352,11 @@ def build_rows(library):
     realigned, unpaired = 0, []
     for osis, name in books:
         book_keys = [k for k in keys if k[0] == osis]
-        beads = align_book([strongs(raw["es"][k]) for k in book_keys],
-                           [strongs(raw["kjv"][k]) for k in book_keys],
-                           [not es_text[k] for k in book_keys])
+        beads = align_book(
+            [strongs(raw["es"][k]) for k in book_keys],
+            [strongs(raw["kjv"][k]) for k in book_keys],
+            [not es_text[k] for k in book_keys],
+        )
         split = "test" if osis in TEST_BOOKS else "validation" if osis in VALID_BOOKS else "train"
         paired = set()
         for es_idx, kjv_idx in beads:
@@ -356,13 +367,18 @@ def build_rows(library):
             if not all(en):  # the WEB lacks (part of) this verse: no pair
                 continue
             paired.update(refs)
-            rows[split].append({"id": ref_id(name, refs),
-                                "translation": {"es": " ".join(es_text[k] for k in es_keys),
-                                                "en": " ".join(en)}})
+            rows[split].append(
+                {
+                    "id": ref_id(name, refs),
+                    "translation": {"es": " ".join(es_text[k] for k in es_keys), "en": " ".join(en)},
+                }
+            )
         unpaired += ["%s %d:%d" % (name, c, v) for (_, c, v) in book_keys if (osis, c, v) not in paired]
-    log = ["pairs realigned away from the plain reference match: %d" % realigned,
-           "merged pairs (range ids): %d" % sum("-" in r["id"] for split in SPLITS for r in rows[split]),
-           "KJV verses in no pair (%d): %s" % (len(unpaired), ", ".join(unpaired))]
+    log = [
+        "pairs realigned away from the plain reference match: %d" % realigned,
+        "merged pairs (range ids): %d" % sum("-" in r["id"] for split in SPLITS for r in rows[split]),
+        "KJV verses in no pair (%d): %s" % (len(unpaired), ", ".join(unpaired)),
+    ]
     return rows, log + notes
 
 
@@ -378,8 +394,9 @@ def package_versions():
     """{package: version} from dpkg, plus pysword's version."""
     versions = {}
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Package}\t${Version}\n", *PACKAGES],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package}\t${Version}\n", *PACKAGES], capture_output=True, text=True, check=False
+        ).stdout
         versions.update(line.split("\t") for line in out.splitlines() if "\t" in line)
     except OSError:
         pass
@@ -401,8 +418,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="data/bible_es_en", help="output directory")
     parser.add_argument("--readme", help="README to (re)write; default: README.md beside --out")
-    parser.add_argument("--check", action="store_true",
-                        help="compare pysword's raw text with libsword-utils' mod2imp export, then exit")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare pysword's raw text with libsword-utils' mod2imp export, then exit",
+    )
     args = parser.parse_args(argv)
     library = open_library()
     if args.check:
@@ -426,9 +446,11 @@ def main(argv=None):
 
 # --------------------------------------------------------------------------- check & README
 
+
 def check_against_mod2imp(library):
     """Cross-check: every verse pysword reads must equal mod2imp's raw export (modulo whitespace)."""
     from pysword.canons import canons
+
     name_to_osis = {b[0]: b[1] for v in ("kjv", "nrsva") for t in ("ot", "nt") for b in canons[v][t]}
     osis_books = [osis for osis, _ in kjv_books()]
     status = 0
@@ -544,8 +566,11 @@ def write_readme(path, rows, log, digests, versions):
     text = README_TEMPLATE.format(
         stats=stats_table(rows),
         versions="\n".join("- `%s` %s" % kv for kv in sorted(versions.items())),
-        band=BAND, command=BUILD_COMMAND, log="\n".join("- " + line for line in log),
-        digests="\n".join("%s  %s" % (d, os.path.relpath(p, base)) for p, d in sorted(digests.items())))
+        band=BAND,
+        command=BUILD_COMMAND,
+        log="\n".join("- " + line for line in log),
+        digests="\n".join("%s  %s" % (d, os.path.relpath(p, base)) for p, d in sorted(digests.items())),
+    )
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
 

@@ -14,6 +14,14 @@ from .modeling_lstm_seq2seq import (
     LSTMSeq2SeqModel,
     LSTMSeq2SeqPreTrainedModel,
 )
+from .word_kd import (
+    DataCollatorForWordKD,
+    KDSeq2SeqTrainer,
+    KDSeq2SeqTrainingArguments,
+    WordKDLoss,
+    add_teacher_top_k,
+    word_kd_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -32,4 +40,10 @@ __all__ = [
     "LSTMSeq2SeqForConditionalGeneration",
     "LSTMSeq2SeqModel",
     "LSTMSeq2SeqPreTrainedModel",
+    "DataCollatorForWordKD",
+    "KDSeq2SeqTrainer",
+    "KDSeq2SeqTrainingArguments",
+    "WordKDLoss",
+    "add_teacher_top_k",
+    "word_kd_loss",
 ]

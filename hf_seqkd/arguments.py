@@ -39,11 +39,15 @@ class ModelArguments:
     hidden_size: int | None = field(default=None, metadata={"help": "LSTM size of a new model."})
     layers: int | None = field(default=None, metadata={"help": "Encoder and decoder layers of a new model."})
     dropout: float | None = field(default=None, metadata={"help": "Dropout of a new model."})
-    attention_score: str | None = field(default=None, metadata={"help": "Luong score.", "choices": list(ATTENTION_SCORES)})
+    attention_score: str | None = field(
+        default=None, metadata={"help": "Luong score.", "choices": list(ATTENTION_SCORES)}
+    )
     input_feeding: bool | None = field(default=None, metadata={"help": "Input feeding in the decoder."})
     bidirectional_encoder: bool | None = field(default=None, metadata={"help": "Bidirectional encoder."})
     tie_word_embeddings: bool | None = field(default=None, metadata={"help": "Tie decoder embeddings and softmax."})
-    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "A saved tokenizer (else one is trained)."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved tokenizer (else one is trained)."}
+    )
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained tokenizer."})
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "min_frequency of a trained tokenizer."})
 
@@ -52,8 +56,13 @@ class ModelArguments:
         overrides = {
             name: getattr(self, name)
             for name in (
-                "embedding_size", "hidden_size", "dropout", "attention_score", "input_feeding",
-                "bidirectional_encoder", "tie_word_embeddings",
+                "embedding_size",
+                "hidden_size",
+                "dropout",
+                "attention_score",
+                "input_feeding",
+                "bidirectional_encoder",
+                "tie_word_embeddings",
             )
             if getattr(self, name) is not None
         }

@@ -161,7 +161,9 @@ class LSTMSeq2SeqConfig(PretrainedConfig):
         # The pad id occurs on both sides; the other special ids are target tokens.
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
-            limit = min(self.vocab_size, self.decoder_vocab_size) if name == "pad_token_id" else self.decoder_vocab_size
+            limit = (
+                min(self.vocab_size, self.decoder_vocab_size) if name == "pad_token_id" else self.decoder_vocab_size
+            )
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
                 raise ValueError(f"`{name}` must be a token id in [0, {limit}), got {value!r}.")
 

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,9 @@ class DataArguments:
 
     Args:
         dataset_name (`str`, *optional*):
-            A Hub dataset with a `translation` column (e.g. `wmt14`), or `bible_es_en` for the bundled corpus.
+            A Hub dataset with a `translation` column (e.g. `wmt14`), a `DatasetDict` folder written by
+            `save_to_disk` (such as the Seq-KD data of `recipes/distill_data.py`), or `bible_es_en` for the bundled
+            corpus.
         dataset_config_name (`str`, *optional*):
             The Hub dataset's configuration (e.g. `de-en`).
         train_file, validation_file, test_file (`str`, *optional*):
@@ -42,24 +44,35 @@ class DataArguments:
             Recompute the tokenized data instead of reusing the `datasets` cache.
     """
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset with a `translation` column, or `bible_es_en` (bundled)."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset with a `translation` column, a save_to_disk folder, or `bible_es_en`."},
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
     train_file: str | None = field(default=None, metadata={"help": "Local training file (.jsonl[.gz] or .tsv)."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file."})
     source_lang: str = field(default="es", metadata={"help": "Source language key in `translation`."})
     target_lang: str = field(default="en", metadata={"help": "Target language key in `translation`."})
-    max_source_length: int = field(default=128, metadata={"help": "Longer training pairs are dropped; evaluation sources truncated."})
-    max_target_length: int = field(default=128, metadata={"help": "Longer training pairs are dropped; evaluation targets truncated."})
+    max_source_length: int = field(
+        default=128, metadata={"help": "Longer training pairs are dropped; evaluation sources truncated."}
+    )
+    max_target_length: int = field(
+        default=128, metadata={"help": "Longer training pairs are dropped; evaluation targets truncated."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training pairs."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation/test pairs."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N validation/test pairs."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized data."})
 
     def __post_init__(self):
         files = (self.train_file, self.validation_file, self.test_file)
         if self.dataset_name is None and not any(files):
-            raise ValueError("No data: pass --dataset_name (e.g. bible_es_en) or --train_file/--validation_file/--test_file.")
+            raise ValueError(
+                "No data: pass --dataset_name (e.g. bible_es_en) or --train_file/--validation_file/--test_file."
+            )
         if self.dataset_name is not None and any(files):
             raise ValueError("Pass either --dataset_name or local files (--train_file, ...), not both.")
         if self.source_lang == self.target_lang:
@@ -77,6 +90,8 @@ def load_parallel_dataset(args: DataArguments) -> DatasetDict:
     if args.dataset_name == "bible_es_en":
         files = {split: str(BUNDLED_CORPUS / f"{split}.jsonl.gz") for split in SPLITS}
         raw = load_dataset("json", data_files=files)
+    elif args.dataset_name is not None and (Path(args.dataset_name) / "dataset_dict.json").is_file():
+        raw = load_from_disk(args.dataset_name)  # e.g. Seq-KD data written by recipes/distill_data.py
     elif args.dataset_name is not None:
         raw = load_dataset(args.dataset_name, args.dataset_config_name)
     else:
@@ -102,7 +117,9 @@ def _load_local_file(path: str, args: DataArguments) -> Dataset:
             "csv", data_files=path, delimiter="\t", column_names=[args.source_lang, args.target_lang], quoting=3
         )["train"]
         return table.map(
-            lambda row: {"translation": {args.source_lang: row[args.source_lang], args.target_lang: row[args.target_lang]}},
+            lambda row: {
+                "translation": {args.source_lang: row[args.source_lang], args.target_lang: row[args.target_lang]}
+            },
             remove_columns=table.column_names,
             desc=f"Reading {Path(path).name}",
         )
@@ -138,7 +155,7 @@ def tokenize_parallel_dataset(
     raw: DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
     args: DataArguments,
-    main_process_first=contextlib.nullcontext,
+    main_process_first=None,
 ) -> DatasetDict:
     """
     Tokenizes every split with `datasets.map(batched=True)` (cached by `datasets`), giving `input_ids`,
@@ -150,6 +167,8 @@ def tokenize_parallel_dataset(
             several processes the main one builds the cache and the others read it.
     """
 
+    if main_process_first is None:
+        main_process_first = _single_process
     tokenized = DatasetDict()
     for split, dataset in raw.items():
         truncate = split != "train"
@@ -185,11 +204,18 @@ def tokenize_parallel_dataset(
     return tokenized
 
 
+@contextlib.contextmanager
+def _single_process(desc: str = ""):
+    yield
+
+
 def _tokenize_batch(batch, tokenizer, args, truncate):
     sources = [pair[args.source_lang] for pair in batch["translation"]]
     targets = [pair[args.target_lang] for pair in batch["translation"]]
     features = tokenizer(sources, truncation=truncate, max_length=args.max_source_length if truncate else None)
-    labels = tokenizer(text_target=targets, truncation=truncate, max_length=args.max_target_length if truncate else None)
+    labels = tokenizer(
+        text_target=targets, truncation=truncate, max_length=args.max_target_length if truncate else None
+    )
     features["labels"] = labels["input_ids"]
     return features
 

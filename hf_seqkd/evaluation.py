@@ -14,6 +14,8 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .translation import length_sorted_batches
+
 # Keys whose values depend on the machine's load, not on the model.
 TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
 # Keys that `write_results` writes as text files instead of into the JSON.
@@ -73,12 +75,12 @@ def reference_perplexity(
     """
     _check_parallel(sources, references, "sources", "references")
     # Only the sources are truncated (as translate() does): a truncated reference would drop tokens from the score.
-    source_ids = tokenizer(list(sources), truncation=True, max_length=_max_source_length(model, tokenizer))["input_ids"]
+    source_ids = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
     target_ids = tokenizer(text_target=list(references))["input_ids"]
     pairs = list(zip(source_ids, target_ids))
     total_nll, total_tokens = 0.0, 0
     with _eval_mode(model), torch.inference_mode():
-        for batch_indices in _length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
+        for batch_indices in length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
             batch = tokenizer.pad({"input_ids": [pairs[i][0] for i in batch_indices]}, return_tensors="pt")
             labels = _pad_labels([pairs[i][1] for i in batch_indices])
             batch, labels = batch.to(model.device), labels.to(model.device)
@@ -127,13 +129,13 @@ def decode_and_score(
     generate_kwargs = {"num_beams": num_beams}
     if max_new_tokens is not None:
         generate_kwargs["max_new_tokens"] = max_new_tokens
-    eos_ids = _eos_token_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
 
-    encoded = tokenizer(list(sources), truncation=True, max_length=_max_source_length(model, tokenizer))["input_ids"]
+    encoded = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
     hypotheses, log_probs = [""] * len(sources), [0.0] * len(sources)
     seconds, num_tokens = 0.0, 0
     with _eval_mode(model), torch.inference_mode():
-        for batch_indices in _length_sorted_batches([len(ids) for ids in encoded], batch_size):
+        for batch_indices in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt")
             batch = batch.to(model.device)
             _synchronize(model.device)
@@ -142,15 +144,8 @@ def decode_and_score(
             _synchronize(model.device)  # CUDA runs asynchronously: wait for it before reading the clock
             seconds += time.perf_counter() - start
 
-            # sequences = [decoder start] ŷ_1 ... EOS [pad ...]: score every position up to the first EOS.
-            labels = sequences[:, 1:]
-            is_eos = torch.isin(labels, eos_ids.to(labels.device)).int()
-            # cumsum - is_eos is 0 up to and including the first EOS, > 0 after it; an unfinished output keeps all.
-            labels = labels.masked_fill((is_eos.cumsum(dim=1) - is_eos) > 0, -100)
-            # Feeding exactly generate's decoder inputs reproduces its conditioning, whatever the start token.
-            logits = model(**batch, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
-            sentence_log_probs = -_token_nll(logits, labels).sum(dim=1)
-            num_tokens += labels.ne(-100).sum().item()
+            sentence_log_probs, lengths = sequence_log_probs(model, batch, sequences, eos_ids)
+            num_tokens += int(lengths.sum())
             texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
             for index, text, log_prob in zip(batch_indices, texts, sentence_log_probs.tolist()):
                 hypotheses[index], log_probs[index] = text.strip(), log_prob
@@ -164,6 +159,33 @@ def decode_and_score(
         "mean_log_prob": sum(log_probs) / len(log_probs),
         "p_output": sum(math.exp(log_prob) for log_prob in log_probs) / len(log_probs),
     }
+
+
+def sequence_log_probs(
+    model: PreTrainedModel, batch: dict, sequences: torch.LongTensor, eos_ids: torch.LongTensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Exact log p(ŷ|x) of generated sequences, by teacher forcing them through the model (generate's
+    `sequences_scores` are divided by a length penalty).
+
+    Args:
+        model (`PreTrainedModel`): the seq2seq model that generated `sequences`.
+        batch (`dict`): its encoder inputs (`input_ids`, `attention_mask`), one row per sequence.
+        sequences (`torch.LongTensor` of shape `(batch_size, length)`): generate's output, decoder start token first.
+        eos_ids (`torch.LongTensor`): the end-of-sequence id(s).
+
+    Returns:
+        `(log_probs, lengths)`: (B,) sum of token log-probs up to and including the first EOS (all tokens for an
+        unfinished output), and (B,) the number of tokens scored.
+    """
+    # sequences = [decoder start] ŷ_1 ... EOS [pad ...]: score every position up to the first EOS.
+    labels = sequences[:, 1:]
+    is_eos = torch.isin(labels, eos_ids.to(labels.device)).int()
+    # cumsum - is_eos is 0 up to and including the first EOS, > 0 after it; an unfinished output keeps all.
+    labels = labels.masked_fill((is_eos.cumsum(dim=1) - is_eos) > 0, -100)
+    # Feeding exactly generate's decoder inputs reproduces its conditioning, whatever the start token.
+    logits = model(**batch, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
+    return -_token_nll(logits, labels).sum(dim=1), labels.ne(-100).sum(dim=1)
 
 
 def count_parameters(model: torch.nn.Module) -> dict:
@@ -294,16 +316,9 @@ def _check_parallel(first: Sequence[str], second: Sequence[str], first_name: str
         raise ValueError(f"`{first_name}` and `{second_name}` are empty.")
 
 
-def _max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+def max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     # The same limit as translate(): longer sources would be rejected by the LSTM encoder.
     return getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
-
-
-def _length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices in batches of similar length, so that batches carry little padding."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
 
 
 def _pad_labels(labels: list[list[int]]) -> torch.Tensor:
@@ -322,7 +337,7 @@ def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nll.view(labels.shape)
 
 
-def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     # generate() stops on the generation config's EOS id(s), which may be a list.
     eos = model.generation_config.eos_token_id
     if eos is None:

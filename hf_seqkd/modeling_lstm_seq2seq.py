@@ -179,7 +179,8 @@ class LSTMSeq2SeqEncoder(nn.Module):
         _check_ids("input_ids", input_ids, self.config.vocab_size)
         if attention_mask.shape != input_ids.shape:
             raise ValueError(
-                f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has {tuple(input_ids.shape)}."
+                f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
+                f"{tuple(input_ids.shape)}."
             )
         lengths = attention_mask.sum(dim=1)  # (B,)
         if (lengths == 0).any():
@@ -188,7 +189,8 @@ class LSTMSeq2SeqEncoder(nn.Module):
         positions = torch.arange(source_length, device=lengths.device)  # (S,)
         if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
             raise ValueError(
-                "The LSTM encoder needs right padding (tokens first, then padding); set tokenizer.padding_side = 'right'."
+                "The LSTM encoder needs right padding (tokens first, then padding); "
+                "set tokenizer.padding_side = 'right'."
             )
         return lengths
 

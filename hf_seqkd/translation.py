@@ -1,7 +1,7 @@
 """Translation in one call: texts in, texts out (transformers 5 removed the `translation` pipeline)."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -77,19 +77,24 @@ def translate(
         for i, ids in zip(too_long, truncated["input_ids"]):
             encoded[i] = ids
         logger.warning(f"{len(too_long)} of {len(texts)} sources were truncated to {max_source_length} tokens.")
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     translations = [""] * len(encoded)
     model_was_training = model.training
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(order), disable=not progress, unit="sent") as bar:
-        for start in range(0, len(order), batch_size):
-            batch_indices = order[start : start + batch_size]
-            batch = tokenizer.pad(
-                {"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt"
-            ).to(model.device)
+    with torch.inference_mode(), tqdm(total=len(encoded), disable=not progress, unit="sent") as bar:
+        for batch_indices in length_sorted_batches([len(ids) for ids in encoded], batch_size):
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt").to(
+                model.device
+            )
             outputs = model.generate(**batch, num_beams=num_beams, **generate_kwargs)
             for index, text in zip(batch_indices, tokenizer.batch_decode(outputs, skip_special_tokens=True)):
                 translations[index] = text.strip()
             bar.update(len(batch_indices))
     model.train(model_was_training)
     return translations
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices in batches of similar length, so that batches carry little padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

@@ -4,7 +4,6 @@ import torch
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
 
-
 SOURCES = [
     "En el principio creó Dios los cielos y la tierra.",
     "Y la tierra estaba desordenada y vacía.",

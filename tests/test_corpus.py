@@ -30,8 +30,11 @@ def corpus(tmp_path_factory):
 
 def readme_table():
     """{split: (pairs, es_tokens, en_tokens)} parsed from data/README.md."""
-    rows = re.findall(r"^\| (train|validation|test) \| (\d+) \| (\d+) \| (\d+) \|$",
-                      (DATA / "README.md").read_text(encoding="utf-8"), flags=re.M)
+    rows = re.findall(
+        r"^\| (train|validation|test) \| (\d+) \| (\d+) \| (\d+) \|$",
+        (DATA / "README.md").read_text(encoding="utf-8"),
+        flags=re.M,
+    )
     return {split: tuple(map(int, nums)) for split, *nums in rows}
 
 

@@ -93,7 +93,9 @@ def test_mean_log_prob_is_the_teacher_forced_log_prob_of_the_greedy_ids(model, t
 
 def test_evaluation_is_deterministic_and_restores_train_mode(model, tokenizer, results):
     model.train()
-    again = evaluate_model(model, tokenizer, SOURCES, TARGETS, num_beams=2, batch_size=4, max_new_tokens=MAX_NEW_TOKENS)
+    again = evaluate_model(
+        model, tokenizer, SOURCES, TARGETS, num_beams=2, batch_size=4, max_new_tokens=MAX_NEW_TOKENS
+    )
     assert model.training  # evaluated in eval mode (no dropout), then put back
     model.eval()
     drop_timing = lambda r: {k: v for k, v in r.items() if k not in TIMING_KEYS}  # noqa: E731

@@ -71,9 +71,7 @@ def test_greedy_equals_argmax_over_full_prefix_reruns(variant):
     assert eos_seen, "the test should exercise a sequence that stops before max_length"
 
 
-@pytest.mark.parametrize(
-    "length_penalty, early_stopping", [(0.0, "never"), (1.0, True), (1.0, "never"), (0.6, False)]
-)
+@pytest.mark.parametrize("length_penalty, early_stopping", [(0.0, "never"), (1.0, True), (1.0, "never"), (0.6, False)])
 def test_beam_search_equals_reference_sequences_and_scores(length_penalty, early_stopping):
     model = tiny_model(seed=3, eos_token_id=5)
     input_ids, attention_mask = random_batch(batch_size=3, seed=4)
@@ -108,7 +106,9 @@ def test_padded_batch_generates_as_one_at_a_time():
     model = tiny_model(seed=5)
     input_ids, attention_mask = random_batch(batch_size=4, source_length=8, seed=6)
     for num_beams in (1, 5):
-        batched = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_length=10)
+        batched = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_length=10
+        )
         for row in range(4):
             length = int(attention_mask[row].sum())
             alone = model.generate(input_ids=input_ids[row : row + 1, :length], num_beams=num_beams, max_length=10)
@@ -137,7 +137,9 @@ def test_output_scores_match_sequences_scores_for_greedy_and_beam():
         return_dict_in_generate=True,
         output_scores=True,
     )
-    transition = model.compute_transition_scores(beam.sequences, beam.scores, beam.beam_indices, normalize_logits=False)
+    transition = model.compute_transition_scores(
+        beam.sequences, beam.scores, beam.beam_indices, normalize_logits=False
+    )
     torch.testing.assert_close(transition.sum(-1), beam.sequences_scores, atol=1e-4, rtol=1e-4)
 
 

@@ -82,7 +82,8 @@ def test_remote_code_loads_in_fresh_process_without_hf_seqkd(tmp_path, tokenizer
         # Without hf_seqkd, AutoTokenizer reads config.json too, whose model type only the remote code knows.
         tokenizer = AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True)
         batch = tokenizer({SOURCES[:2]!r}, return_tensors="pt", padding=True)
-        texts = tokenizer.batch_decode(model.generate(**batch, num_beams=3, max_new_tokens=8), skip_special_tokens=True)
+        sequences = model.generate(**batch, num_beams=3, max_new_tokens=8)
+        texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         print(json.dumps({{"texts": texts, "imported": "hf_seqkd" in sys.modules, "cls": type(model).__module__}}))
         """,
         cwd=tmp_path,
@@ -103,7 +104,8 @@ def test_loads_without_trust_remote_code_once_hf_seqkd_is_imported(tmp_path, tok
         model = AutoModelForSeq2SeqLM.from_pretrained({str(folder)!r}).eval()
         tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})
         batch = tokenizer({SOURCES[:2]!r}, return_tensors="pt", padding=True)
-        texts = tokenizer.batch_decode(model.generate(**batch, num_beams=3, max_new_tokens=8), skip_special_tokens=True)
+        sequences = model.generate(**batch, num_beams=3, max_new_tokens=8)
+        texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         print(json.dumps({{"texts": texts, "cls": type(model).__module__}}))
         """,
         cwd=tmp_path,

@@ -59,11 +59,14 @@ def test_paper_sizes_parameter_counts():
     lstm = lambda inputs: 4 * hidden * (inputs + hidden) + 8 * hidden  # noqa: E731
     expected = (
         2 * vocab * hidden  # source and target embeddings
-        + lstm(hidden) + lstm(hidden)  # encoder
-        + lstm(2 * hidden) + lstm(hidden)  # decoder, first layer reads [y; h~]
+        + lstm(hidden)
+        + lstm(hidden)  # encoder
+        + lstm(2 * hidden)
+        + lstm(hidden)  # decoder, first layer reads [y; h~]
         + hidden * hidden  # W_a
         + 2 * hidden * hidden  # W_c
-        + hidden * vocab + vocab  # W_s and its bias
+        + hidden * vocab
+        + vocab  # W_s and its bias
     )
     assert model.num_parameters() == expected
 
@@ -99,7 +102,10 @@ def test_num_items_in_batch_makes_accumulated_loss_exact():
     total = labels.ne(-100).sum()
     halves = sum(
         model(
-            input_ids=input_ids[rows], attention_mask=attention_mask[rows], labels=labels[rows], num_items_in_batch=total
+            input_ids=input_ids[rows],
+            attention_mask=attention_mask[rows],
+            labels=labels[rows],
+            num_items_in_batch=total,
         ).loss
         for rows in (slice(0, 2), slice(2, 4))
     )
@@ -147,7 +153,10 @@ def test_attention_weights_are_zero_on_padding():
     model = tiny_model()
     input_ids, attention_mask = random_batch()
     out = model(
-        input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.ones(3, 2).long(), output_attentions=True
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        decoder_input_ids=torch.ones(3, 2).long(),
+        output_attentions=True,
     )
     weights = out.cross_attentions[0]  # (B, T, S)
     assert weights.shape == (3, 2, 7)

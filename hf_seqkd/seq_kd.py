@@ -24,6 +24,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .evaluation import eos_token_ids, max_source_length, sequence_log_probs
+from .word_kd import teacher_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +97,13 @@ def check_distillation_inputs(
         )
 
 
-def teacher_fingerprint(teacher: PreTrainedModel, config: SequenceDistillationConfig, tokenizer) -> str:
-    """A hash of the teacher's weights, its tokenizer and the generation settings: what the new targets depend on."""
-    digest = hashlib.sha256(repr(config).encode())
+def distillation_fingerprint(teacher: PreTrainedModel, config: SequenceDistillationConfig, tokenizer) -> str:
+    """A hash of what the new targets depend on: the teacher (config and weights), its tokenizer and generation
+    settings, and the distillation settings."""
+    digest = hashlib.sha256(teacher_fingerprint(teacher).encode())
+    digest.update(repr(config).encode())
     digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(repr(teacher.generation_config.to_diff_dict()).encode())
-    for name, tensor in teacher.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -195,7 +195,7 @@ def distill_dataset(
     """
     check_distillation_inputs(dataset, teacher, tokenizer, source_lang, target_lang)
     teacher.eval()
-    fingerprint = teacher_fingerprint(teacher, config, tokenizer)
+    fingerprint = distillation_fingerprint(teacher, config, tokenizer)
     # Character length stands in for token length: cheap, and close enough to group similar sources.
     ordered = dataset.map(
         lambda row, index: {"_original_index": index, "_length": len(row["translation"][source_lang])},
@@ -257,7 +257,7 @@ def distill_in_shards(
     state = state or PartialState()
     check_distillation_inputs(dataset, teacher, tokenizer, source_lang, target_lang)
     work_dir = Path(work_dir)
-    signature = f"teacher+settings {teacher_fingerprint(teacher, config, tokenizer)} data {dataset._fingerprint}"
+    signature = f"teacher+settings {distillation_fingerprint(teacher, config, tokenizer)} data {dataset._fingerprint}"
     stamp = work_dir / "made_by.txt"
     if state.is_main_process:
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,10 @@ def build_model(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        max_source_length=data_args.max_source_length,
-        max_target_length=data_args.max_target_length,
+        # The data limits filter training pairs; the model accepts longer sources (up to the config's 256 or more)
+        # and generates up to twice the longest training target by default.
+        max_source_length=max(256, data_args.max_source_length),
+        max_target_length=2 * data_args.max_target_length,
         **model_args.config_overrides(),
     )
     return LSTMSeq2SeqForConditionalGeneration(config)

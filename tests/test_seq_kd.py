@@ -195,3 +195,33 @@ def test_recipe_two_processes_equal_one_and_write_a_card(tmp_path, tokenizer, te
     # The training recipes read the folder as --dataset_name.
     reloaded = load_parallel_dataset(DataArguments(dataset_name=str(tmp_path / "one" / "dataset")))
     assert reloaded["train"]["translation"] == one["train"]["translation"]
+
+
+def test_push_to_hub_uploads_the_dataset_and_its_card(tmp_path, tokenizer, teacher, monkeypatch):
+    """The push path up to the upload calls, with the Hub client replaced: nothing leaves the machine."""
+    import importlib.util
+
+    from datasets import DatasetDict
+    from huggingface_hub import DatasetCard
+
+    uploads = []
+    monkeypatch.setattr(DatasetDict, "push_to_hub", lambda self, repo_id, **kw: uploads.append(("data", repo_id, kw)))
+    monkeypatch.setattr(DatasetCard, "push_to_hub", lambda self, repo_id, **kw: uploads.append(("card", repo_id, kw)))
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    spec = importlib.util.spec_from_file_location("distill_data", REPO / "recipes" / "distill_data.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    common = ["--teacher_model_name_or_path", str(tmp_path / "teacher"), "--dataset_name", "bible_es_en",
+              "--max_train_samples", "3", "--max_eval_samples", "1", "--output_dir", str(tmp_path / "out"),
+              "--num_beams", "2", "--push_to_hub"]  # fmt: skip
+    with pytest.raises(ValueError, match="--hub_dataset_id"):
+        recipe.main(common)
+    recipe.main(common + ["--hub_dataset_id", "someone/bible-seq-kd", "--hub_private_repo"])
+    assert [(kind, repo) for kind, repo, _ in uploads] == [
+        ("data", "someone/bible-seq-kd"),
+        ("card", "someone/bible-seq-kd"),
+    ]
+    assert uploads[0][2]["private"] is True
+    card = DatasetCard.load(tmp_path / "out" / "dataset" / "README.md")
+    assert card.data.task_categories == ["translation"] and "someone/bible-seq-kd" in card.text

@@ -1,0 +1,182 @@
+"""Train a student in any regime of Kim & Rush (2016), Table 1.
+
+    python recipes/train_student.py --config recipes/bible_es_en/student_seq_kd/config.yaml
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/train_student.py --config ...
+
+Modes (`--mode`):
+    baseline   the references;
+    word_kd    the references and the teacher's per-token distribution (online, or `--word_kd_cache` for the
+               teacher's top-k cached once);
+    seq_kd     the teacher's beam-search translations (`--seq_kd_dataset`, made by recipes/distill_data.py, or made
+               here from `--teacher_model_name_or_path` and cached in the output folder);
+    seq_inter  the teacher's K-best translation closest to the reference (`--seq_inter_dataset`, or made here);
+    combined   the paper's best: seq_kd, then fine-tuning on Seq-Inter data with the Word-KD loss; one run in two
+               stages (`<output_dir>/stage1_seq_kd`, then `<output_dir>`), each resumable.
+
+Validation and test always use the references of `--dataset_name` / the data files. At the end the student is
+evaluated on the test split (greedy and beam) and `eval_results.json` is written next to it. A killed run started
+again with the same command resumes where it stopped.
+"""
+
+import dataclasses
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from datasets import load_from_disk
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
+
+from hf_seqkd.arguments import ModelArguments, parse_args
+from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
+from hf_seqkd.evaluation import evaluate_split
+from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
+from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
+from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k
+
+logger = logging.getLogger(__name__)
+
+MODES = ("baseline", "word_kd", "seq_kd", "seq_inter", "combined")
+
+
+@dataclass
+class StudentArguments:
+    """
+    Args:
+        mode (`str`): `baseline`, `word_kd`, `seq_kd`, `seq_inter` or `combined` (see the module docstring).
+        seq_kd_dataset (`str`, *optional*): a dataset folder written by recipes/distill_data.py in seq_kd mode.
+        seq_inter_dataset (`str`, *optional*): the same in seq_inter mode.
+        seq_inter_num_beams (`int`): K of Seq-Inter data made here (the paper: 35).
+        distill_batch_size (`int`): sources per generate call when making Seq-KD / Seq-Inter data here.
+        word_kd_cache (`bool`): Word-KD from the teacher's top-k (`--teacher_top_k`) cached once, instead of running
+            the teacher on every batch.
+        finetune_num_train_epochs (`float`): length of the combined mode's second stage.
+        finetune_learning_rate (`float`, *optional*): its learning rate (default: `--learning_rate`).
+        finetune_max_steps (`int`): its length in steps instead (-1: use `finetune_num_train_epochs`).
+    """
+
+    mode: str = field(default="baseline", metadata={"help": "Training regime.", "choices": list(MODES)})
+    seq_kd_dataset: str | None = field(default=None, metadata={"help": "Seq-KD dataset folder (distill_data.py)."})
+    seq_inter_dataset: str | None = field(default=None, metadata={"help": "Seq-Inter dataset folder."})
+    seq_inter_num_beams: int = field(default=35, metadata={"help": "K of Seq-Inter data made here."})
+    distill_batch_size: int = field(default=64, metadata={"help": "Sources per generate call for data made here."})
+    word_kd_cache: bool = field(default=False, metadata={"help": "Word-KD from the teacher's cached top-k."})
+    finetune_num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs of the combined 2nd stage."})
+    finetune_learning_rate: float | None = field(default=None, metadata={"help": "LR of the combined 2nd stage."})
+    finetune_max_steps: int = field(default=-1, metadata={"help": "Steps of the combined 2nd stage (-1: epochs)."})
+
+
+def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, data_args, output_dir):
+    """The training split of Seq-KD (`mode` seq_kd) or Seq-Inter data: read from `folder`, or made and cached."""
+    if folder is not None:
+        return load_from_disk(folder)["train"]
+    if teacher is None:
+        raise ValueError(f"--mode needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path.")
+    num_beams = args.seq_inter_num_beams if mode == "seq_inter" else 5
+    config = SequenceDistillationConfig(mode=mode, num_beams=num_beams, batch_size=args.distill_batch_size)
+    work_dir = Path(output_dir) / f"{mode}_data"
+    logger.info(f"Making {mode} data with the teacher (K={num_beams}) in {work_dir}; later runs reuse it.")
+    distilled, _ = distill_in_shards(
+        raw_train, teacher, tokenizer, config, data_args.source_lang, data_args.target_lang, work_dir
+    )
+    state = PartialState()
+    if state.is_main_process:
+        distilled.save_to_disk(work_dir / "train")
+    state.wait_for_everyone()
+    return load_from_disk(work_dir / "train")
+
+
+def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, cache_top_k=False):
+    """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
+    tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
+    if teacher is None:
+        return run_training(model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args)
+    if cache_top_k:
+        with training_args.main_process_first(desc="caching the teacher's top-k"):
+            for split in [name for name in ("train", "validation") if name in tokenized]:
+                tokenized[split] = add_teacher_top_k(tokenized[split], teacher, k=training_args.teacher_top_k)
+        teacher = None  # trained from the cached columns, with no teacher in the trainer
+    return run_training(
+        model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
+        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher,
+    )  # fmt: skip
+
+
+def main(args: list[str] | None = None) -> dict | None:
+    student_args, model_args, data_args, training_args = parse_args(
+        (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments), args
+    )
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
+        stream=sys.stdout,
+    )
+    set_seed(training_args.seed)
+    mode = student_args.mode
+    teacher_path = training_args.teacher_model_name_or_path
+    if mode in ("word_kd", "combined") and teacher_path is None:
+        raise ValueError(f"--mode {mode} needs --teacher_model_name_or_path (its per-token distributions).")
+    if mode == "word_kd" and model_args.tokenizer_name_or_path is None:
+        # Word-KD compares distributions token by token: the student uses the teacher's vocabulary.
+        model_args.tokenizer_name_or_path = teacher_path
+    if mode == "combined" and model_args.tokenizer_name_or_path is None:
+        model_args.tokenizer_name_or_path = teacher_path
+
+    raw = load_parallel_dataset(data_args)
+    teacher = teacher_tokenizer = None
+    if teacher_path is not None:
+        teacher = AutoModelForSeq2SeqLM.from_pretrained(teacher_path).to(training_args.device).eval()
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    with training_args.main_process_first(desc="tokenizer"):
+        tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
+
+    def with_train(split):
+        return type(raw)({**raw, "train": split})
+
+    if mode == "baseline":
+        trainer = train_stage(build_model(model_args, data_args, tokenizer), tokenizer, raw, data_args, training_args)
+    elif mode == "word_kd":
+        model = build_model(model_args, data_args, tokenizer)
+        cache = student_args.word_kd_cache
+        trainer = train_stage(model, tokenizer, raw, data_args, training_args, teacher=teacher, cache_top_k=cache)
+    elif mode in ("seq_kd", "seq_inter"):
+        folder = student_args.seq_kd_dataset if mode == "seq_kd" else student_args.seq_inter_dataset
+        train = distilled_train_split(
+            mode, folder, raw["train"], teacher, teacher_tokenizer, student_args, data_args, training_args.output_dir
+        )
+        model = build_model(model_args, data_args, tokenizer)
+        trainer = train_stage(model, tokenizer, with_train(train), data_args, training_args)
+    else:  # combined: Seq-KD, then Word-KD fine-tuning on Seq-Inter data
+        seq_kd_train = distilled_train_split(
+            "seq_kd", student_args.seq_kd_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
+            data_args, training_args.output_dir,
+        )  # fmt: skip
+        seq_inter_train = distilled_train_split(
+            "seq_inter", student_args.seq_inter_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
+            data_args, training_args.output_dir,
+        )  # fmt: skip
+        stage1_dir = Path(training_args.output_dir) / "stage1_seq_kd"
+        if (stage1_dir / "train_results.json").is_file():
+            logger.info(f"Stage 1 (Seq-KD) is done already: fine-tuning from {stage1_dir}.")
+        else:
+            stage1_args = dataclasses.replace(training_args, output_dir=str(stage1_dir))
+            model = build_model(model_args, data_args, tokenizer)
+            train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args)
+        stage2 = {
+            "num_train_epochs": student_args.finetune_num_train_epochs,
+            "max_steps": student_args.finetune_max_steps,
+        }
+        if student_args.finetune_learning_rate is not None:
+            stage2["learning_rate"] = student_args.finetune_learning_rate
+        stage2_args = dataclasses.replace(training_args, **stage2)
+        model = AutoModelForSeq2SeqLM.from_pretrained(stage1_dir)
+        trainer = train_stage(model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, teacher=teacher)
+
+    if "test" in raw and trainer.is_world_process_zero():
+        return evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""recipes/train_student.py: every training regime of Kim & Rush's Table 1 runs a few steps on tiny data."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from datasets import DatasetDict, load_from_disk
+from helpers import tiny_model
+from transformers import AutoModelForSeq2SeqLM
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = [
+    "--dataset_name", "bible_es_en", "--max_train_samples", "24", "--max_eval_samples", "4",
+    "--max_source_length", "48", "--max_target_length", "48",
+    "--embedding_size", "16", "--hidden_size", "16", "--layers", "1", "--dropout", "0.0",
+    "--per_device_train_batch_size", "8", "--max_steps", "3", "--learning_rate", "0.003",
+    "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "3", "--report_to", "none",
+    "--seq_inter_num_beams", "3", "--distill_batch_size", "8", "--teacher_top_k", "8",
+]  # fmt: skip
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("train_student", REPO / "recipes" / "train_student.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tokenizer):
+    folder = tmp_path_factory.mktemp("teacher")
+    model = tiny_model(seed=2, vocab_size=len(tokenizer))
+    model.generation_config.max_new_tokens = 12
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def train(tmp_path, name, *extra):
+    out = tmp_path / name
+    results = load_recipe().main([*TINY, "--output_dir", str(out), *extra])
+    assert results["num_sentences"] == 4 and 0 <= results["bleu_beam"] <= 100
+    assert json.loads((out / "eval_results.json").read_text())["bleu_greedy"] == results["bleu_greedy"]
+    return out
+
+
+def test_baseline_trains_its_own_tokenizer(tmp_path):
+    out = train(tmp_path, "baseline", "--mode", "baseline", "--tokenizer_vocab_size", "200")
+    assert AutoModelForSeq2SeqLM.from_pretrained(out).config.vocab_size == 200
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_word_kd_online_and_cached(tmp_path, teacher_dir, cache):
+    extra = ["--word_kd_cache"] if cache else []
+    out = train(
+        tmp_path,
+        "word_kd",
+        "--mode",
+        "word_kd",
+        "--teacher_model_name_or_path",
+        teacher_dir,
+        "--logging_steps",
+        "1",
+        *extra,
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert any("kd_loss" in entry for entry in state["log_history"])
+    # The student shares the teacher's vocabulary, and the folder holds the student only.
+    assert AutoModelForSeq2SeqLM.from_pretrained(out).config.vocab_size == 120
+
+
+def test_seq_kd_made_on_the_fly_is_cached_and_trained_on(tmp_path, teacher_dir):
+    out = train(tmp_path, "seq_kd", "--mode", "seq_kd", "--teacher_model_name_or_path", teacher_dir)
+    data = load_from_disk(out / "seq_kd_data" / "train")
+    assert len(data) == 24 and data.column_names[:3] == ["translation", "reference", "teacher_log_prob"]
+    assert data["reference"] != [pair["en"] for pair in data["translation"]]  # the targets are the teacher's
+
+
+def test_seq_inter_from_a_dataset_folder(tmp_path, teacher_dir):
+    first = train(tmp_path, "first", "--mode", "seq_inter", "--teacher_model_name_or_path", teacher_dir)
+    made = load_from_disk(first / "seq_inter_data" / "train")
+    folder = tmp_path / "seq_inter_dataset"  # laid out as recipes/distill_data.py writes it
+    DatasetDict({"train": made}).save_to_disk(folder)
+    out = train(tmp_path, "second", "--mode", "seq_inter", "--seq_inter_dataset", str(folder))
+    assert not (out / "seq_inter_data").exists()  # read, not made
+
+
+def test_combined_runs_two_resumable_stages(tmp_path, teacher_dir):
+    extra = ["--mode", "combined", "--teacher_model_name_or_path", teacher_dir, "--finetune_max_steps", "2"]
+    out = train(tmp_path, "combined", *extra)
+    assert (out / "stage1_seq_kd" / "train_results.json").is_file()
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    stage1 = (out / "stage1_seq_kd" / "model.safetensors").stat().st_mtime
+    # Run again: stage 1 is not redone.
+    load_recipe().main([*TINY, "--output_dir", str(out), *extra])
+    assert (out / "stage1_seq_kd" / "model.safetensors").stat().st_mtime == stage1
+
+
+def test_modes_that_need_a_teacher_say_so(tmp_path):
+    with pytest.raises(ValueError, match="needs --teacher_model_name_or_path"):
+        load_recipe().main([*TINY, "--output_dir", str(tmp_path / "x"), "--mode", "word_kd"])
+    with pytest.raises(ValueError, match="pass --seq_kd_dataset or --teacher_model_name_or_path"):
+        load_recipe().main([*TINY, "--output_dir", str(tmp_path / "y"), "--mode", "seq_kd"])

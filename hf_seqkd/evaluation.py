@@ -14,7 +14,7 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .translation import length_sorted_batches
+from .translation import length_sorted_batches, output_length_limit
 
 # Keys whose values depend on the machine's load, not on the model.
 TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
@@ -128,7 +128,7 @@ def decode_and_score(
         raise ValueError(f"num_beams and batch_size must be >= 1, got {num_beams} and {batch_size}.")
     generate_kwargs = {"num_beams": num_beams}
     if max_new_tokens is not None:
-        generate_kwargs["max_new_tokens"] = max_new_tokens
+        generate_kwargs.update(output_length_limit(max_new_tokens))
     eos_ids = eos_token_ids(model, tokenizer)
 
     encoded = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]

@@ -24,6 +24,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .evaluation import eos_token_ids, max_source_length, sequence_log_probs
+from .translation import output_length_limit
 from .word_kd import teacher_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def distill_batch(
     generate_kwargs = {"num_beams": config.num_beams, "num_return_sequences": num_return, "do_sample": False}
     generate_kwargs["length_penalty"] = config.length_penalty
     if config.max_new_tokens is not None:
-        generate_kwargs["max_new_tokens"] = config.max_new_tokens
+        generate_kwargs.update(output_length_limit(config.max_new_tokens))
     with torch.inference_mode():
         sequences = teacher.generate(**inputs, **generate_kwargs)  # (B * num_return, L), best first per source
         texts = [text.strip() for text in tokenizer.batch_decode(sequences, skip_special_tokens=True)]

@@ -67,7 +67,7 @@ def translate(
     if max_source_length is None:
         max_source_length = getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
     if max_new_tokens is not None:
-        generate_kwargs["max_new_tokens"] = max_new_tokens
+        generate_kwargs.update(output_length_limit(max_new_tokens))
 
     encoded = tokenizer(list(texts), truncation=False)["input_ids"]
     too_long = [i for i, ids in enumerate(encoded) if len(ids) > max_source_length]
@@ -98,3 +98,12 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def output_length_limit(max_new_tokens: int) -> dict:
+    """
+    `generate` kwargs that cap a seq2seq output at `max_new_tokens` tokens, as `max_length` (the decoder prompt is the
+    one start token). Passing `max_new_tokens` to a model whose generation config sets `max_length`, as ours does,
+    makes transformers warn on every call that both are set.
+    """
+    return {"max_length": max_new_tokens + 1}

@@ -14,6 +14,14 @@ from .modeling_lstm_seq2seq import (
     LSTMSeq2SeqModel,
     LSTMSeq2SeqPreTrainedModel,
 )
+from .pruning import (
+    PruningMaskCallback,
+    apply_masks,
+    load_pruned,
+    magnitude_prune,
+    pruning_report,
+    save_pruned,
+)
 from .word_kd import (
     DataCollatorForWordKD,
     KDSeq2SeqTrainer,
@@ -46,4 +54,10 @@ __all__ = [
     "WordKDLoss",
     "add_teacher_top_k",
     "word_kd_loss",
+    "PruningMaskCallback",
+    "apply_masks",
+    "load_pruned",
+    "magnitude_prune",
+    "pruning_report",
+    "save_pruned",
 ]

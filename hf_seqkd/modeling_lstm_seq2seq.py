@@ -16,8 +16,8 @@ LSTM (h, c), the input-feed vector h~_{t-1}, and the encoder memory with its key
 source. `generate()` of transformers hands that state back as `past_key_values` and calls
 `LSTMDecoderState.reorder_cache` during beam search.
 
-This file (with `configuration_lstm_seq2seq.py`) is also what `save_pretrained` copies next to the weights for
-`trust_remote_code` loading, so it imports nothing from hf_seqkd but its configuration.
+This file (with `configuration_lstm_seq2seq.py` and `sparse_weights.py`) is also what `save_pretrained` copies next
+to the weights for `trust_remote_code` loading, so it imports nothing else from hf_seqkd.
 """
 
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
+from .sparse_weights import from_sparse_pretrained, sparse_weights_file
 
 
 @dataclass
@@ -334,6 +335,15 @@ class LSTMSeq2SeqPreTrainedModel(PreTrainedModel):
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        # A folder written by hf_seqkd.pruning.save_pruned keeps its weights sparsely (model.sparse.safetensors, no
+        # model.safetensors): load those, densified, so that a pruned model loads like any other.
+        sparse_file = sparse_weights_file(pretrained_model_name_or_path, **kwargs)
+        if sparse_file is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return from_sparse_pretrained(cls, pretrained_model_name_or_path, sparse_file, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -1,17 +1,80 @@
-"""Model and dataset cards rendered from measured results (never typed by hand), and pushing to the Hub."""
+"""
+Model and dataset cards rendered from measured results (never typed by hand), and pushing to the Hub.
 
+A model card is filled from two sources only: the `eval_results.json` that [`~hf_seqkd.evaluation.write_results`]
+writes (BLEU, chrF, perplexity, parameter counts, words/s) and a small dict of training facts (distillation mode, α,
+T, K, teacher, dataset, pruning ratio). Pushing is two steps, so that what goes up can be inspected first:
+[`prepare_push_folder`] writes exactly the files of the repository into a local folder, and [`push_folder`] uploads
+those files.
+"""
+
+import glob
+import json
+import logging
+import os
 import platform
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from datasets import DatasetDict
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import (
+    DatasetCard,
+    DatasetCardData,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    metadata_load,
+)
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+logger = logging.getLogger(__name__)
 
 HUB_CARDS = Path(__file__).resolve().parent.parent / "hub_cards"
 METHODS = {
     "seq_kd": "Seq-KD: the teacher's best beam-search hypothesis",
     "seq_inter": "Seq-Inter: the teacher's K-best hypothesis closest to the reference",
 }
+
+MODEL_ROLES = ("teacher", "student")
+# How a model was trained, in the words of Kim & Rush (2016), Table 1.
+TRAINING_MODES = {
+    "baseline": "Baseline: trained on the reference translations (no distillation)",
+    "word_kd": "Word-KD: (1 - α) · NLL of the reference + α · T² · cross-entropy to the teacher's word distributions",
+    "seq_kd": "Seq-KD: trained on the teacher's beam-search translations of the training set",
+    "seq_inter": "Seq-Inter: trained on the teacher's K-best hypothesis closest to the reference",
+    "combined": (
+        "Seq-KD + Seq-Inter + Word-KD: trained on the teacher's beam-search translations (Seq-KD), then fine-tuned on"
+        " its K-best hypotheses closest to the references (Seq-Inter) with the Word-KD loss"
+    ),
+}
+# The keys of the `training` dict of `render_model_card`; anything else is a typo, not a silently dropped fact.
+TRAINING_KEYS = (
+    "mode",
+    "alpha",
+    "temperature",
+    "num_beams",
+    "seq_kd_num_beams",
+    "selection_metric",
+    "teacher",
+    "dataset",
+    "pruning_ratio",
+)
+MODEL_TAGS = ["translation", "knowledge-distillation", "lstm", "seq2seq", "hf_seqkd"]
+MODE_TAGS = {
+    "baseline": [],
+    "word_kd": ["word-kd"],
+    "seq_kd": ["seq-kd"],
+    "seq_inter": ["seq-inter"],
+    "combined": ["seq-kd", "seq-inter", "word-kd"],
+}
+# Weight files that a push replaces as a whole (see push_folder).
+STALE_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json"]
+# Metadata that names other repositories (base_model, datasets) must hold Hub ids, not local folders.
+HUB_ID_PATTERN = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def machine_description() -> str:
@@ -20,6 +83,440 @@ def machine_description() -> str:
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
     processor = platform.processor() or platform.machine()
     return f"{processor} CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """
+    Reads an `eval_results.json` written by [`~hf_seqkd.evaluation.write_results`].
+
+    Args:
+        path (`str` or `os.PathLike`): the JSON file, or the model folder that holds `eval_results.json`.
+
+    Returns:
+        `dict`: the results (`bleu_greedy`, `bleu_beam`, `chrf_*`, `ppl`, `params`, `words_per_sec_*`, ...).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "eval_results.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repository id (`namespace/name`) rather than a local path."""
+    return bool(name) and HUB_ID_PATTERN.match(name) is not None and not os.path.exists(name)
+
+
+def model_card_data(
+    results: dict,
+    *,
+    role: str,
+    repo_id: str,
+    source_lang: str,
+    target_lang: str,
+    dataset: str,
+    training: dict | None = None,
+    dataset_config: str | None = None,
+    split: str = "test",
+    license: str = "apache-2.0",
+    config=None,
+) -> ModelCardData:
+    """
+    The YAML metadata of a model card: `model-index` results, language pair, tags, datasets, base model.
+
+    Args:
+        results (`dict`): what [`~hf_seqkd.evaluation.evaluate_model`] returned, or `eval_results.json` as read back.
+        role (`str`): `"teacher"` or `"student"`.
+        repo_id (`str`): the model's Hub id (`user/name`); its name part names the model in `model-index`.
+        source_lang (`str`), target_lang (`str`): ISO 639 codes of the language pair, e.g. `"es"`, `"en"`.
+        dataset (`str`): the dataset the results were measured on (Hub id or name, e.g. `"bible_es_en"`).
+        training (`dict`, *optional*): training facts, see [`render_model_card`].
+        dataset_config (`str`, *optional*): the dataset's configuration, e.g. `"de-en"` for WMT.
+        split (`str`, *optional*, defaults to `"test"`): the split the results were measured on.
+        license (`str`, *optional*, defaults to `"apache-2.0"`): the model's license (a Hub license id).
+        config (`PretrainedConfig`, *optional*): the model's config; a model other than hf_seqkd's LSTM loses the
+            `lstm` tag.
+
+    Returns:
+        `ModelCardData`: the metadata; `model-index` holds BLEU and chrF of greedy and beam search.
+    """
+    if role not in MODEL_ROLES:
+        raise ValueError(f"role must be one of {MODEL_ROLES}, got {role!r}.")
+    training = normalize_training(training, role)
+    num_beams = int(results["num_beams"])
+    common = dict(
+        task_type="translation",
+        task_name="Translation",
+        dataset_type=dataset,
+        dataset_name=f"{dataset} {source_lang}-{target_lang}",
+        dataset_config=dataset_config,
+        dataset_split=split,
+    )
+    eval_results = []
+    for metric, pretty in (("bleu", "BLEU"), ("chrf", "chrF")):
+        # With one beam, evaluate_model's beam run is its greedy run: reported once.
+        for search, beams in (("greedy", 1), ("beam", num_beams))[: 1 if num_beams == 1 else 2]:
+            label = "greedy" if beams == 1 else f"beam {beams}"
+            eval_results.append(
+                EvalResult(
+                    **common,
+                    metric_type=metric,
+                    metric_name=f"{pretty} ({label})",
+                    metric_value=round(float(results[f"{metric}_{search}"]), 2),
+                    # The sacrebleu signature says how the score was computed, so that it can be compared.
+                    metric_args={"num_beams": beams, "signature": results[f"{metric}_signature"]},
+                )
+            )
+    tags = list(MODEL_TAGS) + MODE_TAGS[training["mode"]]
+    if config is not None and getattr(config, "model_type", None) != "lstm_seq2seq":
+        tags.remove("lstm")  # any transformers seq2seq model can be a teacher
+    if training.get("pruning_ratio"):
+        tags.append("pruned")
+    # Only Hub ids link to repositories; a local folder in the metadata would be a dead (or rejected) reference.
+    datasets = [name for name in dict.fromkeys([training.get("dataset"), dataset]) if is_hub_id(name)]
+    teacher = training.get("teacher")
+    return ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results,
+        language=[source_lang, target_lang],
+        license=license,
+        library_name="transformers",
+        pipeline_tag="translation",
+        tags=tags,
+        datasets=datasets or None,
+        base_model=teacher if role == "student" and is_hub_id(teacher) else None,
+        metrics=["bleu", "chrf"],
+    )
+
+
+def normalize_training(training: dict | None, role: str) -> dict:
+    """
+    Checks the training facts of a model card and fills in what follows from them (mode description, K defaults).
+
+    Args:
+        training (`dict`, *optional*): see [`render_model_card`].
+        role (`str`): `"teacher"` or `"student"`.
+
+    Returns:
+        `dict`: a copy with `mode`, `mode_description` and, for sequence-level modes, `selection_rule`.
+    """
+    training = dict(training or {})
+    unknown = set(training) - set(TRAINING_KEYS)
+    if unknown:
+        raise ValueError(f"Unknown training facts {sorted(unknown)}; the known ones are {TRAINING_KEYS}.")
+    mode = training.setdefault("mode", "baseline")
+    if mode not in TRAINING_MODES:
+        raise ValueError(f"training['mode'] must be one of {list(TRAINING_MODES)}, got {mode!r}.")
+    if role == "student" and mode != "baseline" and not training.get("teacher"):
+        raise ValueError("A distilled student's card needs training['teacher'], the teacher's Hub id or folder.")
+    if mode in ("word_kd", "combined"):
+        missing = [key for key in ("alpha", "temperature") if training.get(key) is None]
+        if missing:
+            raise ValueError(f"mode {mode!r} needs training facts {missing}.")
+    if mode in ("seq_kd", "seq_inter", "combined"):
+        if training.get("num_beams") is None:
+            raise ValueError(f"mode {mode!r} needs training['num_beams'], the teacher's beam size K.")
+    if mode in ("seq_inter", "combined"):
+        # Seq-Inter picks by similarity to the reference: smoothed sentence BLEU unless said otherwise.
+        metric = training["selection_metric"] = training.get("selection_metric") or "bleu"
+        training["selection_rule"] = (
+            f"of the teacher's {training['num_beams']}-best list, the hypothesis with the highest smoothed sentence "
+            f"{metric.upper()} against the reference"
+        )
+    elif mode == "seq_kd":
+        # A selection metric means nothing for Seq-KD (SequenceDistillationConfig carries one all the same).
+        training["selection_metric"] = None
+        training["selection_rule"] = f"the top hypothesis of the teacher's beam search (K = {training['num_beams']})"
+    if training.get("seq_kd_num_beams") is not None and mode != "combined":
+        raise ValueError("training['seq_kd_num_beams'] is the K of the combined mode's Seq-KD stage.")
+    pruning_ratio = training.get("pruning_ratio")
+    if pruning_ratio is not None and not 0.0 <= pruning_ratio < 1.0:
+        raise ValueError(f"training['pruning_ratio'] must be in [0, 1), got {pruning_ratio}.")
+    training["mode_description"] = TRAINING_MODES[mode]
+    return training
+
+
+def speed_comparison(results: dict, teacher_results: dict) -> dict:
+    """
+    How a student compares with its teacher, from the two `eval_results.json`.
+
+    Returns:
+        `dict`: `params_ratio` and `nonzero_params_ratio` (teacher / student, "times smaller"),
+        `speedup_greedy` and `speedup_beam` (student words/s / teacher words/s), `bleu_greedy_delta` and
+        `bleu_beam_delta` (student - teacher).
+    """
+
+    def ratio(numerator: float, denominator: float) -> float | None:
+        return numerator / denominator if denominator else None
+
+    return {
+        "params_ratio": ratio(teacher_results["params"], results["params"]),
+        "nonzero_params_ratio": ratio(teacher_results["params_nonzero"], results["params_nonzero"]),
+        "speedup_greedy": ratio(results["words_per_sec_greedy"], teacher_results["words_per_sec_greedy"]),
+        "speedup_beam": ratio(results["words_per_sec_beam"], teacher_results["words_per_sec_beam"]),
+        "bleu_greedy_delta": results["bleu_greedy"] - teacher_results["bleu_greedy"],
+        "bleu_beam_delta": results["bleu_beam"] - teacher_results["bleu_beam"],
+    }
+
+
+def architecture(config) -> dict | None:
+    """The sizes a card shows, from a model config (`None` when there is none)."""
+    if config is None:
+        return None
+    names = (
+        "model_type",
+        "encoder_layers",
+        "decoder_layers",
+        "hidden_size",
+        "embedding_size",
+        "vocab_size",
+        "attention_score",
+        "input_feeding",
+        "bidirectional_encoder",
+    )
+    return {name: getattr(config, name) for name in names if getattr(config, name, None) is not None}
+
+
+def render_model_card(
+    results: dict | str | os.PathLike,
+    *,
+    role: str,
+    repo_id: str,
+    source_lang: str,
+    target_lang: str,
+    dataset: str,
+    training: dict | None = None,
+    teacher_results: dict | str | os.PathLike | None = None,
+    config=None,
+    dataset_config: str | None = None,
+    split: str = "test",
+    license: str = "apache-2.0",
+    example: str | None = None,
+    machine: str | None = None,
+) -> ModelCard:
+    """
+    The model card of a teacher or a distilled student, from `hub_cards/teacher_model.md` or `student_model.md`.
+
+    Every number comes from `results` (and `teacher_results`); every training setting from `training`.
+
+    Args:
+        results (`dict`, `str` or `os.PathLike`): the model's evaluation, as [`~hf_seqkd.evaluation.evaluate_model`]
+            returns it, or the path of the `eval_results.json` (or of its folder).
+        role (`str`): `"teacher"` or `"student"`.
+        repo_id (`str`): the model's Hub id, `user/name`, used in the usage snippets.
+        source_lang (`str`), target_lang (`str`): the language pair, e.g. `"es"`, `"en"`.
+        dataset (`str`): the dataset `results` were measured on, e.g. `"bible_es_en"` or `"wmt/wmt14"`.
+        training (`dict`, *optional*): the training facts, all optional for a teacher:
+            - `mode`: `"baseline"` (default), `"word_kd"`, `"seq_kd"`, `"seq_inter"` or `"combined"`;
+            - `alpha`, `temperature`: Word-KD's α and T (needed by `word_kd` and `combined`);
+            - `num_beams`: the teacher's beam size K when it made the data (needed by `seq_kd`, `seq_inter` and
+              `combined`, whose Seq-Inter K it is); `seq_kd_num_beams`: the K of `combined`'s Seq-KD stage;
+              `selection_metric`: Seq-Inter's `"bleu"` (default) or `"chrf"` (ignored for Seq-KD);
+            - `teacher`: the teacher's Hub id or folder (needed for a student; a Hub id becomes `base_model`);
+            - `dataset`: the training data, e.g. the distilled dataset's Hub id (defaults to `dataset`);
+            - `pruning_ratio`: the fraction of weights pruned, e.g. `0.8`.
+        teacher_results (`dict`, `str` or `os.PathLike`, *optional*): the teacher's evaluation on the same test set,
+            for a student's size and speed comparison.
+        config (`PretrainedConfig`, *optional*): the model's config, for the architecture table.
+        dataset_config (`str`, *optional*): the dataset's configuration name.
+        split (`str`, *optional*, defaults to `"test"`): the split `results` were measured on.
+        license (`str`, *optional*, defaults to `"apache-2.0"`): the model's license.
+        example (`str`, *optional*): a source sentence for the usage snippets (e.g. the first test source).
+        machine (`str`, *optional*): where the speeds were measured; defaults to `results["machine"]` if present,
+            else this machine (render the card where the model was evaluated).
+
+    Returns:
+        `ModelCard`: the card; `card.save(folder / "README.md")` writes it.
+    """
+    results = _as_results(results)
+    teacher_results = _as_results(teacher_results) if teacher_results is not None else None
+    if role == "teacher" and teacher_results is not None:
+        raise ValueError("teacher_results is for a student's card, to compare it with its teacher.")
+    card_data = model_card_data(
+        results,
+        role=role,
+        repo_id=repo_id,
+        source_lang=source_lang,
+        target_lang=target_lang,
+        dataset=dataset,
+        training=training,
+        dataset_config=dataset_config,
+        split=split,
+        license=license,
+        config=config,
+    )
+    training = normalize_training(training, role)
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(HUB_CARDS / f"{role}_model.md"),
+        repo_id=repo_id,
+        model_name=repo_id.split("/")[-1],
+        source_lang=source_lang,
+        target_lang=target_lang,
+        dataset=dataset,
+        dataset_config=dataset_config,
+        split=split,
+        results=results,
+        num_beams=int(results["num_beams"]),
+        training=training,
+        training_dataset=training.get("dataset") or dataset,
+        teacher_results=teacher_results,
+        comparison=speed_comparison(results, teacher_results) if teacher_results is not None else None,
+        architecture=architecture(config),
+        # A JSON string is a valid Python string literal, quotes and accents included.
+        example_literal=json.dumps(example or f"A sentence in {source_lang}.", ensure_ascii=False),
+        machine=machine or results.get("machine") or machine_description(),
+    )
+    # Optional template sections leave runs of blank lines behind; Markdown ignores them, readers of the raw file not.
+    card.content = re.sub(r"\n{3,}", "\n\n", card.content)
+    return card
+
+
+def check_model_card(card: ModelCard | str | os.PathLike) -> tuple[str, list[EvalResult]]:
+    """
+    Checks a model card's metadata offline (`ModelCard.validate` asks the Hub's server, so it needs the network).
+
+    The YAML block is parsed as the Hub parses it, its `model-index` is read back into `EvalResult`s, and the fields
+    every hf_seqkd card carries are checked.
+
+    Args:
+        card (`ModelCard`, `str` or `os.PathLike`): a card, or the path of a `README.md`.
+
+    Returns:
+        `(model_name, eval_results)`: what `model-index` holds.
+
+    Raises:
+        `ValueError`: if the metadata is missing, unparsable or lacks a required field.
+    """
+    if isinstance(card, ModelCard):
+        with tempfile.TemporaryDirectory() as tmp:
+            card.save(Path(tmp) / "README.md")
+            metadata = metadata_load(Path(tmp) / "README.md")
+    else:
+        metadata = metadata_load(card)
+    if not metadata:
+        raise ValueError("The card has no YAML metadata block.")
+    missing = [key for key in ("model-index", "language", "license", "library_name", "tags") if key not in metadata]
+    if missing:
+        raise ValueError(f"The card's metadata lacks {missing}.")
+    try:
+        ModelCardData(**metadata)
+        model_name, eval_results = model_index_to_eval_results(metadata["model-index"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"The card's model-index cannot be read: {error!r}") from error
+    for result in eval_results:
+        if not isinstance(result.metric_value, (int, float)):
+            raise ValueError(f"{result.metric_name}: {result.metric_value!r} is not a number.")
+    return model_name, eval_results
+
+
+def prepare_push_folder(
+    model,
+    tokenizer,
+    card: ModelCard,
+    folder: str | os.PathLike,
+    extra_files: list[str | os.PathLike] = (),
+) -> list[str]:
+    """
+    Writes into `folder` exactly the files of the Hub repository, and returns their names.
+
+    The model goes in safetensors with its config, generation config and (for hf_seqkd models) its modeling code,
+    so that `AutoModelForSeq2SeqLM.from_pretrained(repo, trust_remote_code=True)` works without hf_seqkd; then the
+    tokenizer, the card as `README.md`, and `extra_files` (e.g. `eval_results.json`). `folder` may already hold
+    other files (a training output folder with checkpoints): only the returned names belong to the repository,
+    which is what [`push_folder`] uploads.
+
+    Args:
+        model (`PreTrainedModel`): the model.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        card (`ModelCard`): its card, from [`render_model_card`].
+        folder (`str` or `os.PathLike`): where to write (created if needed).
+        extra_files (`list`, *optional*): more files to copy into `folder` under their own names.
+
+    Returns:
+        `list[str]`: the file names, relative to `folder`, sorted.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Saved to a fresh folder first, to know exactly which files save_pretrained writes (shards, code files), then
+    # moved in: a rename, so a large model is neither written twice nor held twice on disk.
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".push-") as staging:
+        staging = Path(staging)
+        model.save_pretrained(staging)  # safetensors, config, generation config, modeling code
+        tokenizer.save_pretrained(staging)
+        card.save(staging / "README.md")
+        for path in extra_files:
+            shutil.copyfile(path, staging / Path(path).name)
+        names = sorted(path.relative_to(staging).as_posix() for path in staging.rglob("*") if path.is_file())
+        for name in names:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, folder / name)
+    return names
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    files: list[str] | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload model with hf_seqkd",
+):
+    """
+    Uploads a folder written by [`prepare_push_folder`] to the Hub model repository `repo_id`, creating it if needed
+    (needs a token with write access: `hf auth login`, or `token`).
+
+    The card's metadata is checked offline first ([`check_model_card`]), so a broken card fails before anything is
+    uploaded.
+
+    Args:
+        folder (`str` or `os.PathLike`): the folder.
+        repo_id (`str`): `user/name` or `organization/name`.
+        private (`bool`, *optional*): create the repository private; `None` follows the account's default. No effect
+            on an existing repository.
+        files (`list[str]`, *optional*): upload only these files (what `prepare_push_folder` returned); all of
+            `folder` when `None`.
+        token (`str`, *optional*): a Hub token; defaults to the saved login.
+        revision (`str`, *optional*): the branch to commit to; defaults to `main`.
+        commit_message (`str`, *optional*): the commit message.
+
+    Returns:
+        `CommitInfo`: the commit, with its URL.
+    """
+    folder = Path(folder)
+    if (folder / "README.md").is_file():
+        check_model_card(folder / "README.md")
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    return api.upload_folder(
+        repo_id=repo.repo_id,
+        folder_path=folder,
+        repo_type="model",
+        revision=revision,
+        commit_message=commit_message,
+        # Patterns are matched with fnmatch: escape the names so that each matches only itself.
+        allow_patterns=[glob.escape(name) for name in files] if files is not None else None,
+        # Weights of an earlier push that this one does not overwrite (other shards, a .bin) would be loaded
+        # alongside or instead of the new ones: the commit removes them.
+        delete_patterns=STALE_WEIGHT_PATTERNS,
+    )
+
+
+def push_model(
+    model,
+    tokenizer,
+    card: ModelCard,
+    repo_id: str,
+    folder: str | os.PathLike,
+    *,
+    private: bool | None = None,
+    extra_files: list[str | os.PathLike] = (),
+    token: str | None = None,
+):
+    """[`prepare_push_folder`] then [`push_folder`] of the files it wrote. Returns the `CommitInfo`."""
+    files = prepare_push_folder(model, tokenizer, card, folder, extra_files=extra_files)
+    return push_folder(folder, repo_id, private=private, files=files, token=token)
 
 
 def render_distilled_dataset_card(
@@ -77,3 +574,58 @@ def push_dataset(dataset: DatasetDict, card: DatasetCard, repo_id: str, private:
     """Uploads the dataset and its card to the Hub (needs a token with write access: `hf auth login`)."""
     dataset.push_to_hub(repo_id, private=private)
     card.push_to_hub(repo_id, repo_type="dataset")
+
+
+def _as_results(results: dict | str | os.PathLike) -> dict:
+    return results if isinstance(results, dict) else load_results(results)
+
+
+def take_over_push_to_hub(training_args) -> bool:
+    """
+    Switches the Trainer's own push off and returns whether the run is to be pushed. With `push_to_hub`, the Trainer
+    creates the repository when built, uploads `output_dir` at every checkpoint and at `save_model()` with a card of
+    its own (overwriting README.md): models without results, and a card that bypasses ours. The recipes upload once,
+    after evaluation, with [`write_card_and_push`].
+    """
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id user/name.")
+    return push_to_hub
+
+
+def write_card_and_push(
+    model, tokenizer, results, test_split, data_args, training_args, push_to_hub, *, role, training,
+    teacher_results=None,
+) -> None:  # fmt: skip
+    """
+    Writes the model card (README.md, from `results` and `training` facts) into `output_dir`, always; then uploads
+    the model's files if `push_to_hub`. See [`render_model_card`] for `role`, `training` and `teacher_results`.
+    """
+    output_dir = Path(training_args.output_dir)
+    card = render_model_card(
+        results,
+        role=role,
+        # Without a Hub id the usage snippets load the local folder, which then works as written.
+        repo_id=training_args.hub_model_id or str(output_dir),
+        source_lang=data_args.source_lang,
+        target_lang=data_args.target_lang,
+        dataset=data_args.dataset_name or data_args.test_file,
+        dataset_config=data_args.dataset_config_name,
+        training=training,
+        teacher_results=teacher_results,
+        config=model.config,
+        example=test_split[0]["translation"][data_args.source_lang],
+    )
+    # output_dir also holds checkpoints and trainer state: only the files written here go up.
+    files = prepare_push_folder(model, tokenizer, card, output_dir, extra_files=[output_dir / "eval_results.json"])
+    logger.info(f"Model card written to {output_dir / 'README.md'}.")
+    if push_to_hub:
+        commit = push_folder(
+            output_dir,
+            training_args.hub_model_id,
+            private=training_args.hub_private_repo,
+            files=files,
+            token=training_args.hub_token,
+            revision=training_args.hub_revision,
+        )
+        logger.info(f"Pushed to {getattr(commit, 'commit_url', training_args.hub_model_id)}.")

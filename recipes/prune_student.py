@@ -12,9 +12,10 @@ tensor), then trains on `--dataset_name` (give it the data the student was train
 masks saved there.
 
 Into `--output_dir` go the dense model (`save_pretrained`, loads anywhere), the compact one in `compact/`
-(`model.sparse.safetensors`: bitmask + nonzero values; `AutoModelForSeq2SeqLM.from_pretrained` loads it), the test-split
-evaluation `eval_results.json` and `pruning_report.json`: nonzero parameters, sparsity, teacher parameters per
-nonzero student parameter (with `--teacher_model_name_or_path`) and the weight-file sizes, dense and compact.
+(`model.sparse.safetensors`: bitmask + nonzero values; `AutoModelForSeq2SeqLM.from_pretrained` loads it), the
+test-split evaluation `eval_results.json` and `pruning_report.json`: nonzero parameters, sparsity, teacher
+parameters per nonzero student parameter (with `--teacher_model_name_or_path`) and the weight-file sizes, dense and
+compact.
 """
 
 import json

@@ -14,11 +14,14 @@ Modes (`--mode`):
                stages (`<output_dir>/stage1_seq_kd`, then `<output_dir>`), each resumable.
 
 Validation and test always use the references of `--dataset_name` / the data files. At the end the student is
-evaluated on the test split (greedy and beam) and `eval_results.json` is written next to it. A killed run started
+evaluated on the test split (greedy and beam); `eval_results.json` and a model card (`README.md`, compared with the
+teacher's results when the teacher folder has them) are written next to it, and `--push_to_hub --hub_model_id
+user/name` uploads them with the model. A killed run started
 again with the same command resumes where it stopped.
 """
 
 import dataclasses
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
 from hf_seqkd.arguments import ModelArguments, parse_args
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
+from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
 from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
 from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k
@@ -113,6 +117,7 @@ def main(args: list[str] | None = None) -> dict | None:
         stream=sys.stdout,
     )
     set_seed(training_args.seed)
+    push_to_hub = take_over_push_to_hub(training_args)
     mode = student_args.mode
     teacher_path = training_args.teacher_model_name_or_path
     if mode in ("word_kd", "combined") and teacher_path is None:
@@ -174,8 +179,41 @@ def main(args: list[str] | None = None) -> dict | None:
         trainer = train_stage(model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, teacher=teacher)
 
     if "test" in raw and trainer.is_world_process_zero():
-        return evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)
+        results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)
+        teacher_results = Path(teacher_path or "", "eval_results.json") if teacher_path else None
+        write_card_and_push(
+            trainer.model, tokenizer, results, raw["test"], data_args, training_args, push_to_hub, role="student",
+            training=training_facts(student_args, training_args, data_args),
+            teacher_results=teacher_results if teacher_results and teacher_results.is_file() else None,
+        )  # fmt: skip
+        return results
     return None
+
+
+def training_facts(student_args, training_args, data_args) -> dict:
+    """How this student was made, for its model card: mode, teacher, α and T, the beam sizes K of its data."""
+    mode = student_args.mode
+    facts = {"mode": mode, "dataset": data_args.dataset_name or data_args.train_file}
+    teacher = training_args.teacher_model_name_or_path
+    beams = {"seq_kd": 5, "seq_inter": student_args.seq_inter_num_beams}
+    for kind, folder in (("seq_kd", student_args.seq_kd_dataset), ("seq_inter", student_args.seq_inter_dataset)):
+        made_by = Path(folder or "", "distillation.json")
+        if folder and made_by.is_file():  # data from recipes/distill_data.py says which teacher and K made it
+            record = json.loads(made_by.read_text())
+            beams[kind] = record["config"]["num_beams"]
+            teacher = teacher or record["teacher"]
+    data_folder = student_args.seq_kd_dataset or student_args.seq_inter_dataset
+    if teacher is None and data_folder is not None:
+        teacher = f"the teacher that made {data_folder}"  # data made elsewhere without a record of its teacher
+    if teacher is not None:
+        facts["teacher"] = teacher
+    if mode in ("word_kd", "combined"):
+        facts.update(alpha=training_args.alpha, temperature=training_args.temperature)
+    if mode in ("seq_kd", "seq_inter"):
+        facts["num_beams"] = beams[mode]
+    if mode == "combined":
+        facts.update(num_beams=beams["seq_inter"], seq_kd_num_beams=beams["seq_kd"])
+    return facts
 
 
 if __name__ == "__main__":

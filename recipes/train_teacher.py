@@ -6,7 +6,9 @@
 
 Any flag of `ModelArguments`, `DataArguments` or `Seq2SeqTrainingArguments` can be set in the YAML file or on the
 command line (which wins). A killed run started again with the same command resumes from its last checkpoint.
-At the end the model is evaluated on the test split (greedy and beam) and `eval_results.json` is written next to it.
+At the end the model is evaluated on the test split (greedy and beam), and `eval_results.json` and a model card
+(`README.md`, filled from those results) are written next to it; with `--push_to_hub --hub_model_id user/name` the
+model, tokenizer, modeling code and card are then uploaded to the Hub.
 """
 
 import logging
@@ -17,6 +19,7 @@ from transformers import Seq2SeqTrainingArguments, set_seed
 from hf_seqkd.arguments import ModelArguments, parse_args
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
+from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
 
 logger = logging.getLogger(__name__)
@@ -30,8 +33,11 @@ def main(args: list[str] | None = None) -> dict | None:
         stream=sys.stdout,
     )
     set_seed(training_args.seed)
+    push_to_hub = take_over_push_to_hub(training_args)
 
     raw = load_parallel_dataset(data_args)
+    if push_to_hub and "test" not in raw:
+        raise ValueError("--push_to_hub needs a test split: the model card is filled from its evaluation.")
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
@@ -40,7 +46,12 @@ def main(args: list[str] | None = None) -> dict | None:
 
     trainer = run_training(model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args)
     if "test" in raw and trainer.is_world_process_zero():
-        return evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
+        results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
+        write_card_and_push(
+            trainer.model, tokenizer, results, raw["test"], data_args, training_args, push_to_hub,
+            role="teacher", training={"mode": "baseline", "dataset": data_args.dataset_name or data_args.train_file},
+        )  # fmt: skip
+        return results
     return None
 
 

@@ -102,3 +102,20 @@ def test_modes_that_need_a_teacher_say_so(tmp_path):
         load_recipe().main([*TINY, "--output_dir", str(tmp_path / "x"), "--mode", "word_kd"])
     with pytest.raises(ValueError, match="pass --seq_kd_dataset or --teacher_model_name_or_path"):
         load_recipe().main([*TINY, "--output_dir", str(tmp_path / "y"), "--mode", "seq_kd"])
+
+
+def test_student_card_names_the_method_and_compares_with_the_teacher(tmp_path, teacher_dir):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, teacher)
+    (teacher / "eval_results.json").write_text(
+        json.dumps({"bleu_greedy": 1.0, "bleu_beam": 2.0, "chrf_greedy": 10.0, "chrf_beam": 11.0, "ppl": 50.0,
+                    "p_beam_output": 0.0, "p_greedy_output": 0.0, "params": 99999, "params_nonzero": 99999,
+                    "words_per_sec_greedy": 100.0, "words_per_sec_beam": 10.0, "num_sentences": 4, "num_beams": 5,
+                    "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+                    "chrf_signature": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"})
+    )  # fmt: skip
+    out = train(tmp_path, "card", "--mode", "seq_kd", "--teacher_model_name_or_path", str(teacher))
+    card = (out / "README.md").read_text()
+    assert "Seq-KD" in card and "K = 5" in card and "fewer parameters" in card

@@ -1,6 +1,7 @@
 """Tiny models and batches shared by the tests."""
 
 import torch
+from transformers import MarianConfig, MarianMTModel
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
 
@@ -49,3 +50,22 @@ def random_batch(batch_size=3, source_length=7, seed=1, vocab_size=100):
         input_ids[row, length:] = 0
         attention_mask[row, length:] = 0
     return input_ids, attention_mask
+
+
+def tiny_marian(tokenizer, seed: int = 0, scale: float = 1.0) -> MarianMTModel:
+    """
+    A tiny MarianMT over `tokenizer`'s vocabulary, built from a config (no download): a transformers seq2seq model
+    of another architecture, whose decoder starts from <pad> where the LSTM's starts from <s>.
+    """
+    config = MarianConfig(
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = MarianMTModel(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(scale)
+    return model

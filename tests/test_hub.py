@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from helpers import SOURCES, TARGETS, tiny_model
 from huggingface_hub import HfApi, ModelCard, ModelCardData, metadata_load
@@ -25,15 +24,6 @@ from hf_seqkd.translation import translate
 
 REPO = Path(__file__).resolve().parent.parent
 PAIR = dict(source_lang="es", target_lang="en", dataset="bible_es_en")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models spend their time synchronising threads: on a loaded 2-core machine, 1 thread is 10x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset, load_dataset, load_from_disk
-from helpers import SOURCES, TARGETS, tiny_model
+from helpers import SOURCES, TARGETS, tiny_marian, tiny_model
 from sacrebleu.metrics import BLEU
-from transformers import GPT2Config, GPT2LMHeadModel, MarianConfig, MarianMTModel
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import sequence_log_probs
@@ -109,23 +109,7 @@ def test_shards_resume_and_equal_one_pass(tmp_path, tokenizer, teacher, monkeypa
 
 def test_any_seq2seq_teacher_with_its_own_tokenizer(tmp_path, tokenizer):
     """A tiny MarianMT built from a config (no download), whose decoder starts with the pad token."""
-    torch.manual_seed(0)
-    config = MarianConfig(
-        vocab_size=len(tokenizer),
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        forced_eos_token_id=None,
-    )
-    marian = MarianMTModel(config).eval()
+    marian = tiny_marian(tokenizer)
     marian.generation_config.max_new_tokens = 8
     distilled = distill_dataset(parallel_file(tmp_path), marian, tokenizer, SequenceDistillationConfig(), "es", "en")
     for row, source in zip(distilled, SOURCES):

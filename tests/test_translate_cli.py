@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from helpers import SOURCES, tiny_model
 
 from hf_seqkd.cli import main
@@ -17,15 +16,6 @@ from hf_seqkd.translation import load_translation_model, translate
 # Blank lines between sentences: they must come out as empty lines, not shift the others.
 LINES = [SOURCES[0], "", SOURCES[1], "   ", SOURCES[2], SOURCES[3]]
 ARGS = ["--num_beams", "2", "--batch_size", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models spend their time synchronising threads: on a loaded 2-core machine, 1 thread is 10x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

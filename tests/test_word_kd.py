@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from helpers import SOURCES, TARGETS, random_batch, tiny_model
+from helpers import SOURCES, TARGETS, random_batch, tiny_marian, tiny_model
 from safetensors.torch import load_file
-from transformers import DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from hf_seqkd.data import DataArguments, load_parallel_dataset, source_and_target_texts
 from hf_seqkd.modeling_lstm_seq2seq import shift_tokens_right
@@ -364,25 +364,8 @@ def test_gradient_accumulation_is_exact(tmp_path, tokenizer, dataset):
 
 
 def test_marian_teacher_builds_its_own_decoder_inputs(tmp_path, tokenizer, dataset):
-    config = MarianConfig(
-        vocab_size=len(tokenizer),
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,  # Marian starts from <pad>, the LSTM from <s>
-    )
-    torch.manual_seed(2)
-    teacher = MarianMTModel(config).eval()
-    with torch.no_grad():  # as in tiny_model: larger weights, a teacher with opinions
-        for param in teacher.parameters():
-            param.mul_(8.0)
+    # Larger weights, as in tiny_model: a teacher with opinions.
+    teacher = tiny_marian(tokenizer, seed=2, scale=8.0)
     student = tiny_model(seed=0, vocab_size=len(tokenizer))
     trainer = KDSeq2SeqTrainer(
         model=student,

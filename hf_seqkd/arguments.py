@@ -1,6 +1,7 @@
 """Command-line parsing for the recipes: dataclass arguments from a `--config` YAML file, overridden by CLI flags."""
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -96,3 +97,12 @@ def parse_args(dataclass_types, args: list[str] | None = None):
             destinations[name].required = False  # satisfied by the file
         parser.set_defaults(**defaults)
     return parser.parse_args_into_dataclasses(remaining)
+
+
+def setup_logging(is_main_process: bool = True) -> None:
+    """Recipe logging to stdout: INFO on the main process, warnings only on the others (no output N times over)."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if is_main_process else logging.WARNING,
+        stream=sys.stdout,
+    )

@@ -12,7 +12,6 @@ training split, other splits copied) with its card to `<output_dir>/dataset`, lo
 
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from accelerate import PartialState
 from datasets import DatasetDict
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_seqkd.arguments import parse_args
+from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import corpus_scores
 from hf_seqkd.hub import push_dataset, render_distilled_dataset_card
@@ -62,11 +61,7 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
     )
     # On a machine without GPU, processes started by torchrun only form a group of CPU processes when asked to.
     state = PartialState(cpu=not torch.cuda.is_available())
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if state.is_main_process else logging.WARNING,
-        stream=sys.stdout,
-    )
+    setup_logging(state.is_main_process)
     if run_args.push_to_hub and not run_args.hub_dataset_id:
         raise ValueError("--push_to_hub needs --hub_dataset_id user/name.")
 

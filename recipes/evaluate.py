@@ -7,15 +7,13 @@ Writes `eval_results.json` (plus the greedy and beam translations, one per line)
 markdown row. Works for any transformers seq2seq model with its tokenizer.
 """
 
-import logging
-import sys
 from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_seqkd  # noqa: F401  (registers the LSTM model with the Auto classes)
-from hf_seqkd.arguments import parse_args
+from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 
@@ -46,9 +44,7 @@ class EvaluationArguments:
 
 def main(args: list[str] | None = None) -> dict:
     eval_args, data_args = parse_args((EvaluationArguments, DataArguments), args)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout
-    )
+    setup_logging()
     raw = load_parallel_dataset(data_args)
     if eval_args.split not in raw:
         raise ValueError(f"No {eval_args.split!r} split; the data has {list(raw)}.")

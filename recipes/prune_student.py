@@ -20,13 +20,12 @@ compact.
 
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import Seq2SeqTrainingArguments, set_seed
 
-from hf_seqkd.arguments import ModelArguments, parse_args
+from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import count_parameters, evaluate_split
 from hf_seqkd.pruning import SCHEMES, PruningMaskCallback, load_pruned, magnitude_prune, pruning_report, save_pruned
@@ -68,11 +67,7 @@ ARGUMENTS = (PruningArguments, ModelArguments, DataArguments, Seq2SeqTrainingArg
 
 def main(args: list[str] | None = None) -> dict | None:
     prune_args, model_args, data_args, training_args = parse_args(ARGUMENTS, args)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
-        stream=sys.stdout,
-    )
+    setup_logging(training_args.process_index == 0)
     if model_args.model_name_or_path is None:
         raise ValueError("Pass --model_name_or_path: the trained student to prune.")
     set_seed(training_args.seed)

@@ -23,7 +23,6 @@ again with the same command resumes where it stopped.
 import dataclasses
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from accelerate import PartialState
 from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
 
-from hf_seqkd.arguments import ModelArguments, parse_args
+from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
@@ -111,11 +110,7 @@ def main(args: list[str] | None = None) -> dict | None:
     student_args, model_args, data_args, training_args = parse_args(
         (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments), args
     )
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
-        stream=sys.stdout,
-    )
+    setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
     mode = student_args.mode

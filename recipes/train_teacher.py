@@ -12,11 +12,10 @@ model, tokenizer, modeling code and card are then uploaded to the Hub.
 """
 
 import logging
-import sys
 
 from transformers import Seq2SeqTrainingArguments, set_seed
 
-from hf_seqkd.arguments import ModelArguments, parse_args
+from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
@@ -27,11 +26,7 @@ logger = logging.getLogger(__name__)
 
 def main(args: list[str] | None = None) -> dict | None:
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, Seq2SeqTrainingArguments), args)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
-        stream=sys.stdout,
-    )
+    setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
 

@@ -14,7 +14,7 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .translation import length_sorted_batches, output_length_limit
+from .translation import length_sorted_batches, output_length_limit, pad_right
 
 # Keys whose values depend on the machine's load, not on the model.
 TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
@@ -82,7 +82,8 @@ def reference_perplexity(
     with _eval_mode(model), torch.inference_mode():
         for batch_indices in length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
             batch = tokenizer.pad({"input_ids": [pairs[i][0] for i in batch_indices]}, return_tensors="pt")
-            labels = _pad_labels([pairs[i][1] for i in batch_indices])
+            # -100 rather than the pad id: padding never counts as a token (nor collides with a real pad token).
+            labels = pad_right([pairs[i][1] for i in batch_indices], -100)
             batch, labels = batch.to(model.device), labels.to(model.device)
             # The model shifts `labels` right itself, so each model gets its own decoder start token.
             logits = model(**batch, labels=labels, use_cache=False).logits
@@ -319,14 +320,6 @@ def _check_parallel(first: Sequence[str], second: Sequence[str], first_name: str
 def max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     # The same limit as translate(): longer sources would be rejected by the LSTM encoder.
     return getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
-
-
-def _pad_labels(labels: list[list[int]]) -> torch.Tensor:
-    # -100 rather than the pad id, so that padding never counts as a token (nor collides with a real pad token).
-    padded = torch.full((len(labels), max(map(len, labels))), -100, dtype=torch.long)
-    for row, ids in enumerate(labels):
-        padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return padded
 
 
 def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

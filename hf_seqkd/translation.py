@@ -107,3 +107,11 @@ def output_length_limit(max_new_tokens: int) -> dict:
     makes transformers warn on every call that both are set.
     """
     return {"max_length": max_new_tokens + 1}
+
+
+def pad_right(sequences: list[list[int]], value: int) -> torch.Tensor:
+    """Right-pads `sequences` with `value` into a (len(sequences), longest) LongTensor."""
+    padded = torch.full((len(sequences), max(map(len, sequences))), value, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        padded[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return padded

@@ -43,6 +43,8 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
+from .translation import pad_right
+
 logger = logging.getLogger(__name__)
 
 # The columns `add_teacher_top_k` writes, each of shape (target_length, k) per row.
@@ -311,9 +313,9 @@ def _teacher_top_k_batch(batch, teacher, k, batch_size):
     order = sorted(range(len(targets)), key=lambda i: (len(targets[i]), len(sources[i])))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        input_ids = _pad([sources[i] for i in rows], pad_token_id)  # (b, S), right-padded
-        attention_mask = _pad([[1] * len(sources[i]) for i in rows], 0)  # (b, S)
-        labels = _pad([targets[i] for i in rows], -100)  # (b, T)
+        input_ids = pad_right([sources[i] for i in rows], pad_token_id)  # (b, S), right-padded
+        attention_mask = pad_right([[1] * len(sources[i]) for i in rows], 0)  # (b, S)
+        labels = pad_right([targets[i] for i in rows], -100)  # (b, T)
         # Given `labels`, the teacher builds its own decoder inputs (with its own decoder start token).
         logits = teacher(
             input_ids=input_ids.to(device),
@@ -327,14 +329,6 @@ def _teacher_top_k_batch(batch, teacher, k, batch_size):
         for row, i in enumerate(rows):
             log_probs_out[i], ids_out[i] = values[row, : len(targets[i])], indices[row, : len(targets[i])]
     return {TOP_K_LOG_PROBS: log_probs_out, TOP_K_IDS: ids_out}
-
-
-def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    """Right-pads `sequences` into a (len(sequences), longest) LongTensor."""
-    padded = torch.full((len(sequences), max(map(len, sequences))), value, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        padded[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    return padded
 
 
 def teacher_fingerprint(teacher: PreTrainedModel) -> str:

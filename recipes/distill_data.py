@@ -55,10 +55,11 @@ class DistillDataArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow teachers that need their own code."})
 
 
+ARGUMENTS = (DistillDataArguments, SequenceDistillationConfig, DataArguments)
+
+
 def main(args: list[str] | None = None) -> DatasetDict | None:
-    run_args, distill_config, data_args = parse_args(
-        (DistillDataArguments, SequenceDistillationConfig, DataArguments), args
-    )
+    run_args, distill_config, data_args = parse_args(ARGUMENTS, args)
     # On a machine without GPU, processes started by torchrun only form a group of CPU processes when asked to.
     state = PartialState(cpu=not torch.cuda.is_available())
     setup_logging(state.is_main_process)

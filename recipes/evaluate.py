@@ -42,8 +42,11 @@ class EvaluationArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow models that need their own code."})
 
 
+ARGUMENTS = (EvaluationArguments, DataArguments)
+
+
 def main(args: list[str] | None = None) -> dict:
-    eval_args, data_args = parse_args((EvaluationArguments, DataArguments), args)
+    eval_args, data_args = parse_args(ARGUMENTS, args)
     setup_logging()
     raw = load_parallel_dataset(data_args)
     if eval_args.split not in raw:

@@ -57,6 +57,8 @@ class StudentArguments:
         finetune_num_train_epochs (`float`): length of the combined mode's second stage.
         finetune_learning_rate (`float`, *optional*): its learning rate (default: `--learning_rate`).
         finetune_max_steps (`int`): its length in steps instead (-1: use `finetune_num_train_epochs`).
+        seq_kd_model_name_or_path (`str`, *optional*): the combined mode's stage 1, when a Seq-KD student is trained
+            already (e.g. the `seq_kd` row of Table 1): it is fine-tuned instead of training a new one.
     """
 
     mode: str = field(default="baseline", metadata={"help": "Training regime.", "choices": list(MODES)})
@@ -68,6 +70,9 @@ class StudentArguments:
     finetune_num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs of the combined 2nd stage."})
     finetune_learning_rate: float | None = field(default=None, metadata={"help": "LR of the combined 2nd stage."})
     finetune_max_steps: int = field(default=-1, metadata={"help": "Steps of the combined 2nd stage (-1: epochs)."})
+    seq_kd_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Combined: fine-tune this trained Seq-KD student instead of training one."}
+    )
 
 
 def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, data_args, output_dir):
@@ -106,10 +111,11 @@ def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, c
     )  # fmt: skip
 
 
+ARGUMENTS = (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments)
+
+
 def main(args: list[str] | None = None) -> dict | None:
-    student_args, model_args, data_args, training_args = parse_args(
-        (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments), args
-    )
+    student_args, model_args, data_args, training_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
@@ -121,7 +127,7 @@ def main(args: list[str] | None = None) -> dict | None:
         # Word-KD compares distributions token by token: the student uses the teacher's vocabulary.
         model_args.tokenizer_name_or_path = teacher_path
     if mode == "combined" and model_args.tokenizer_name_or_path is None:
-        model_args.tokenizer_name_or_path = teacher_path
+        model_args.tokenizer_name_or_path = student_args.seq_kd_model_name_or_path or teacher_path
 
     raw = load_parallel_dataset(data_args)
     teacher = teacher_tokenizer = None
@@ -148,18 +154,21 @@ def main(args: list[str] | None = None) -> dict | None:
         model = build_model(model_args, data_args, tokenizer)
         trainer = train_stage(model, tokenizer, with_train(train), data_args, training_args)
     else:  # combined: Seq-KD, then Word-KD fine-tuning on Seq-Inter data
-        seq_kd_train = distilled_train_split(
-            "seq_kd", student_args.seq_kd_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
-            data_args, training_args.output_dir,
-        )  # fmt: skip
         seq_inter_train = distilled_train_split(
             "seq_inter", student_args.seq_inter_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
             data_args, training_args.output_dir,
         )  # fmt: skip
         stage1_dir = Path(training_args.output_dir) / "stage1_seq_kd"
-        if (stage1_dir / "train_results.json").is_file():
+        if student_args.seq_kd_model_name_or_path is not None:
+            stage1_dir = student_args.seq_kd_model_name_or_path
+            logger.info(f"Stage 1 (Seq-KD) is the student in {stage1_dir}: fine-tuning it.")
+        elif (stage1_dir / "train_results.json").is_file():
             logger.info(f"Stage 1 (Seq-KD) is done already: fine-tuning from {stage1_dir}.")
         else:
+            seq_kd_train = distilled_train_split(
+                "seq_kd", student_args.seq_kd_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
+                data_args, training_args.output_dir,
+            )  # fmt: skip
             stage1_args = dataclasses.replace(training_args, output_dir=str(stage1_dir))
             model = build_model(model_args, data_args, tokenizer)
             train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args)

@@ -24,8 +24,11 @@ from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
 logger = logging.getLogger(__name__)
 
 
+ARGUMENTS = (ModelArguments, DataArguments, Seq2SeqTrainingArguments)
+
+
 def main(args: list[str] | None = None) -> dict | None:
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, Seq2SeqTrainingArguments), args)
+    model_args, data_args, training_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)

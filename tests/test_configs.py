@@ -5,11 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
-from transformers import Seq2SeqTrainingArguments
 
-from hf_seqkd.arguments import ModelArguments, parse_args
-from hf_seqkd.data import DataArguments
-from hf_seqkd.word_kd import KDSeq2SeqTrainingArguments
+from hf_seqkd.arguments import parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p for p in (REPO / "recipes").rglob("config.yaml"))
@@ -19,16 +16,14 @@ def recipe_arguments(config: Path):
     # The recipe named in the config's header comment (its launch line).
     found = re.search(r"recipes/(train_teacher|train_student|distill_data|prune_student)\.py", config.read_text())
     assert found, f"{config}: the header comment names no recipe"
-    name = found.group(1)
-    spec = importlib.util.spec_from_file_location(name, REPO / "recipes" / f"{name}.py")
+    return script_arguments(REPO / "recipes" / f"{found.group(1)}.py")
+
+
+def script_arguments(script: Path):
+    """The argument dataclasses a recipe (or benchmark) script parses: its `ARGUMENTS`."""
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if name == "train_teacher":
-        return (ModelArguments, DataArguments, Seq2SeqTrainingArguments)
-    if name == "train_student":
-        return (module.StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments)
-    if name == "distill_data":
-        return (module.DistillDataArguments, module.SequenceDistillationConfig, DataArguments)
     return module.ARGUMENTS
 
 

@@ -97,6 +97,19 @@ def test_combined_runs_two_resumable_stages(tmp_path, teacher_dir):
     assert (out / "stage1_seq_kd" / "model.safetensors").stat().st_mtime == stage1
 
 
+def test_combined_fine_tunes_a_given_seq_kd_student(tmp_path, teacher_dir):
+    seq_kd = train(
+        tmp_path, "seq_kd", "--mode", "seq_kd", "--teacher_model_name_or_path", teacher_dir,
+        "--tokenizer_name_or_path", teacher_dir,  # Word-KD fine-tuning needs the teacher's vocabulary
+    )  # fmt: skip
+    extra = ["--mode", "combined", "--teacher_model_name_or_path", teacher_dir, "--finetune_max_steps", "2"]
+    out = train(tmp_path, "combined", *extra, "--seq_kd_model_name_or_path", str(seq_kd))
+    assert not (out / "stage1_seq_kd").exists() and not (out / "seq_kd_data").exists()
+    before = AutoModelForSeq2SeqLM.from_pretrained(seq_kd).state_dict()
+    after = AutoModelForSeq2SeqLM.from_pretrained(out).state_dict()
+    assert after.keys() == before.keys() and any(not after[k].equal(before[k]) for k in before)
+
+
 def test_modes_that_need_a_teacher_say_so(tmp_path):
     with pytest.raises(ValueError, match="needs --teacher_model_name_or_path"):
         load_recipe().main([*TINY, "--output_dir", str(tmp_path / "x"), "--mode", "word_kd"])

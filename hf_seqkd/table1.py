@@ -1,0 +1,172 @@
+"""Kim & Rush (2016), Table 1 on your data: its rows from evaluation results, as JSON, markdown and a speed plot.
+
+Each row comes from one `eval_results.json` written by [`~hf_seqkd.evaluation.evaluate_model`] (or
+recipes/evaluate.py). recipes/table1/run.py trains the models and calls these functions at the end.
+"""
+
+import json
+import math
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# The paper's rows, in its order: the teacher, its Seq-Inter fine-tuning, the students, the pruned students.
+TABLE1_MODELS = (
+    "teacher",
+    "seq_inter_teacher",
+    "baseline",
+    "word_kd",
+    "seq_kd",
+    "seq_inter",
+    "combined",
+    "pruned_50",
+    "pruned_80",
+    "pruned_90",
+)
+TABLE1_KEYS = (
+    "model",
+    "bleu_greedy",
+    "bleu_beam",
+    "ppl",
+    "p_beam_output",
+    "params_nonzero",
+    "words_per_sec_greedy",
+    "words_per_sec_beam",
+)
+DESCRIPTIONS = {
+    "teacher": "teacher",
+    "seq_inter_teacher": "teacher + Seq-Inter fine-tuning",
+    "baseline": "student, references",
+    "word_kd": "student, Word-KD",
+    "seq_kd": "student, Seq-KD",
+    "seq_inter": "student, Seq-Inter",
+    "combined": "student, Seq-KD + Seq-Inter + Word-KD",
+    "pruned_50": "Seq-KD student, 50% pruned",
+    "pruned_80": "Seq-KD student, 80% pruned",
+    "pruned_90": "Seq-KD student, 90% pruned",
+}
+# What the paper reports for these rows (WMT14 En-De, 4x1000 teacher, 2x500 students; BLEU greedy / beam 5),
+# for a side-by-side look; rows it does not give are absent.
+PAPER_BLEU = {
+    "teacher": (17.7, 19.5),
+    "baseline": (14.7, 17.6),
+    "word_kd": (15.4, 17.7),
+    "seq_kd": (18.9, 19.0),
+    "combined": (18.8, 19.2),
+}
+
+
+def describe_machine(device: str = "cpu") -> str:
+    """The machine a speed was measured on, in words: GPU name, or CPU model, cores and torch threads."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    model = platform.processor() or "CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def table1_row(model: str, results: Mapping) -> dict:
+    """
+    One row of the table from an evaluation result.
+
+    Args:
+        model (`str`): the row's name (one of `TABLE1_MODELS` for the paper's rows; any name works).
+        results (`Mapping`): what [`~hf_seqkd.evaluation.evaluate_model`] returned (or its `eval_results.json`).
+
+    Returns:
+        `dict` with exactly the keys of `TABLE1_KEYS`.
+    """
+    missing = [key for key in TABLE1_KEYS[1:] if key not in results]
+    if missing:
+        raise ValueError(
+            f"The evaluation results of {model!r} lack {missing}; evaluate the model with recipes/evaluate.py "
+            "(hf_seqkd.evaluation.evaluate_model) to get every column."
+        )
+    return {"model": model, **{key: results[key] for key in TABLE1_KEYS[1:]}}
+
+
+def collect_rows(result_files: Mapping[str, str | Path]) -> list[dict]:
+    """Rows from `{model: path of its eval_results.json}`, in the order given; names the missing files."""
+    missing = {model: str(path) for model, path in result_files.items() if not Path(path).is_file()}
+    if missing:
+        raise FileNotFoundError(f"No evaluation results for {sorted(missing)}: {missing}")
+    return [table1_row(model, json.loads(Path(path).read_text())) for model, path in result_files.items()]
+
+
+def render_markdown(rows: Sequence[Mapping], machine: str = "", signature: str = "") -> str:
+    """
+    The table in markdown: BLEU greedy / beam (and what beam adds), perplexity of the references, p(t = ŷ) of the
+    beam output, nonzero parameters and how many times fewer than the teacher's, words/s, and the paper's BLEU.
+    """
+    teacher = next((row for row in rows if row["model"] == "teacher"), None)
+    lines = [
+        "| model | | BLEU greedy | BLEU beam | Δ beam | ppl | p(t=ŷ) beam | params (nonzero) | teacher/params "
+        "| words/s greedy | words/s beam | paper BLEU greedy / beam |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = (
+            f"{teacher['params_nonzero'] / row['params_nonzero']:.1f}x" if teacher and row["params_nonzero"] else ""
+        )
+        paper = PAPER_BLEU.get(row["model"])
+        cells = [
+            f"`{row['model']}`",
+            DESCRIPTIONS.get(row["model"], ""),
+            f"{row['bleu_greedy']:.2f}",
+            f"{row['bleu_beam']:.2f}",
+            f"{row['bleu_beam'] - row['bleu_greedy']:+.2f}",
+            f"{row['ppl']:.1f}" if math.isfinite(row["ppl"]) else "inf",
+            f"{100 * row['p_beam_output']:.2f}%",
+            f"{row['params_nonzero'] / 1e6:.2f}M",
+            ratio,
+            f"{row['words_per_sec_greedy']:,.0f}",
+            f"{row['words_per_sec_beam']:,.0f}",
+            f"{paper[0]} / {paper[1]}" if paper else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        note for note in (machine and f"Machine: {machine}.", signature and f"BLEU: sacrebleu {signature}.") if note
+    ]
+    return "\n".join(lines) + ("\n\n" + " ".join(notes) if notes else "") + "\n"
+
+
+def plot_bleu_vs_speed(rows: Sequence[Mapping], path: str | Path, title: str = "") -> None:
+    """
+    A PNG of BLEU against decoding words/s (log scale): one point per model and decoding mode, greedy and beam
+    joined by a line, so the trade-offs of Table 1 show at a glance. Needs matplotlib (`pip install matplotlib`).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError("The plot needs matplotlib: pip install matplotlib (or hf_seqkd[table1]).") from error
+
+    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
+    colors = plt.get_cmap("tab10")
+    for index, row in enumerate(rows):
+        color = colors(index % 10)
+        speeds = [row["words_per_sec_greedy"], row["words_per_sec_beam"]]
+        bleus = [row["bleu_greedy"], row["bleu_beam"]]
+        axes.plot(speeds, bleus, color=color, linewidth=0.8, alpha=0.6)
+        axes.scatter(speeds[:1], bleus[:1], color=color, marker="o", label=row["model"])
+        axes.scatter(speeds[1:], bleus[1:], color=color, marker="s")
+        axes.annotate(row["model"], (speeds[0], bleus[0]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("decoding speed (words/s, log scale)")
+    axes.set_ylabel("BLEU")
+    axes.set_title(title or "BLEU against decoding speed: circles greedy, squares beam 5")
+    axes.grid(True, which="both", linewidth=0.3)
+    axes.legend(fontsize=7, ncol=2, loc="best")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,136 @@
+"""recipes/table1/run.py and hf_seqkd.table1: the plans are complete and valid, the driver runs every stage of the
+quick plan on tiny data, skips finished stages, stops at a failure, and writes results/table1.{json,md,png}."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from test_configs import script_arguments
+
+from hf_seqkd.arguments import parse_args
+from hf_seqkd.table1 import TABLE1_KEYS, TABLE1_MODELS, plot_bleu_vs_speed, render_markdown, table1_row
+
+REPO = Path(__file__).resolve().parent.parent
+PLANS = sorted((REPO / "recipes" / "table1").glob("*.yaml"))
+
+
+def load_driver():
+    spec = importlib.util.spec_from_file_location("table1_run", REPO / "recipes" / "table1" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(bleu, params=1000, speed=100.0):
+    return {"bleu_greedy": bleu, "bleu_beam": bleu + 1, "ppl": 12.5, "p_beam_output": 0.05, "params_nonzero": params,
+            "words_per_sec_greedy": speed, "words_per_sec_beam": speed / 4, "bleu_signature": "nrefs:1"}  # fmt: skip
+
+
+def test_row_has_exactly_the_table_keys_and_names_what_is_missing():
+    row = table1_row("seq_kd", result(10.0))
+    assert tuple(row) == TABLE1_KEYS and row["model"] == "seq_kd"
+    with pytest.raises(ValueError, match=r"lack \['words_per_sec_beam'\].*recipes/evaluate.py"):
+        table1_row("seq_kd", {k: v for k, v in result(1.0).items() if k != "words_per_sec_beam"})
+
+
+def test_markdown_and_plot(tmp_path):
+    rows = [table1_row("teacher", result(14.0, params=5000, speed=50.0)), table1_row("pruned_80", result(9, 400))]
+    table = render_markdown(rows, machine="a CPU", signature="nrefs:1")
+    assert "| `pruned_80` |" in table and "12.5x" in table and "+1.00" in table and "17.7 / 19.5" in table
+    assert table.rstrip().endswith("Machine: a CPU. BLEU: sacrebleu nrefs:1.")
+    plot_bleu_vs_speed(rows, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("plan_path", PLANS, ids=lambda p: p.name)
+def test_plan_has_every_row_and_every_stage_command_parses(plan_path):
+    driver = load_driver()
+    plan = driver.load_plan(plan_path)
+    assert list(plan["rows"]) == list(TABLE1_MODELS)
+    stages = plan["stages"]
+    for stage in stages.values():
+        cmd, env = driver.command(stage, Path("/tmp/table1"), 1, list(stages))
+        script = cmd.index(str(REPO / stage.script))
+        # Every override is a flag of the script, every "{stage}" placeholder a stage of the plan.
+        parse_args(script_arguments(REPO / stage.script), cmd[script + 1 :])
+        assert not any("{" in part for part in cmd), cmd
+        assert env["OMP_NUM_THREADS"] == "1"
+
+
+def test_unknown_stage_in_a_dependency_is_an_error(tmp_path):
+    plan = yaml.safe_load(PLANS[0].read_text())
+    plan["stages"]["baseline"]["after"] = ["teachr"]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    with pytest.raises(ValueError, match=r"'baseline' runs after \['teachr'\]"):
+        load_driver().load_plan(tmp_path / "plan.yaml")
+
+
+TINY_DATA = {"max_train_samples": 32, "max_eval_samples": 6}
+TINY_TRAINING = {
+    **TINY_DATA, "max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+    "per_device_train_batch_size": 8, "logging_steps": 1,
+}  # fmt: skip
+TINY_MODEL = {"tokenizer_vocab_size": 150, "embedding_size": 16, "hidden_size": 16, "layers": 1}
+TINY = {
+    "recipes/train_teacher.py": {**TINY_TRAINING, **TINY_MODEL},
+    "recipes/train_student.py": {**TINY_TRAINING, **TINY_MODEL, "teacher_top_k": 8, "finetune_max_steps": 2},
+    "recipes/prune_student.py": TINY_TRAINING,
+    "recipes/distill_data.py": {**TINY_DATA, "shard_size": 16, "batch_size": 8, "max_new_tokens": 8},
+}
+
+
+def tiny_plan(tmp_path, **changes):
+    """The quick plan with every stage cut to a few steps on a few sentences."""
+    plan = yaml.safe_load((REPO / "recipes" / "table1" / "quick.yaml").read_text())
+    for stage in plan["stages"].values():
+        stage["args"] = {**stage.get("args", {}), **TINY[stage["script"]]}
+    plan["evaluation"]["max_eval_samples"] = 6
+    plan["speed"].update(max_eval_samples=6, batch1_sentences=2, batch_sizes=[1, 3])
+    plan.update(output_root=str(tmp_path / "out"), results_dir=str(tmp_path / "results"), **changes)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))  # stage order matters
+    return path
+
+
+def test_tiny_table1_runs_every_stage_then_skips_them(tmp_path, capsys):
+    driver = load_driver()
+    rows = driver.main(["--config", str(tiny_plan(tmp_path))])
+    results = tmp_path / "results"
+    written = json.loads((results / "table1.json").read_text())
+    assert written == rows and [row["model"] for row in rows] == list(TABLE1_MODELS)
+    assert all(tuple(row) == TABLE1_KEYS for row in rows)
+    by_model = {row["model"]: row for row in rows}
+    # The pruned rows count only the weights left (biases are not pruned: a large share of a hidden-16 model).
+    nonzero = [by_model[name]["params_nonzero"] for name in ("seq_kd", "pruned_50", "pruned_80", "pruned_90")]
+    assert nonzero == sorted(nonzero, reverse=True) and nonzero[3] < 0.15 * nonzero[0]
+    assert (results / "table1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `combined` |" in (results / "table1.md").read_text()
+    speed = json.loads((results / "decode_speed.json").read_text())
+    assert set(speed["speedup_student_over_teacher"]) == {"1", "3"}
+    # The combined student started from the Seq-KD student: no stage 1 of its own.
+    assert not (tmp_path / "out" / "combined" / "stage1_seq_kd").exists()
+
+    capsys.readouterr()
+    teacher_weights = (tmp_path / "out" / "teacher" / "model.safetensors").stat().st_mtime
+    driver.main(["--config", str(tiny_plan(tmp_path))])
+    output = capsys.readouterr().out
+    assert output.count("done already, skipped") == len(driver.load_plan(tiny_plan(tmp_path))["stages"])
+    assert (tmp_path / "out" / "teacher" / "model.safetensors").stat().st_mtime == teacher_weights
+
+
+def test_a_failing_stage_stops_the_run_and_keeps_finished_stages(tmp_path):
+    plan = yaml.safe_load(tiny_plan(tmp_path).read_text())
+    plan["stages"] = {
+        "teacher": plan["stages"]["teacher"],
+        "baseline": {**plan["stages"]["baseline"], "args": {**plan["stages"]["baseline"]["args"], "mode": "nonsense"}},
+    }
+    plan["rows"] = {"teacher": "teacher", "baseline": "baseline"}
+    del plan["speed"]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    with pytest.raises(SystemExit, match="stage baseline failed"):
+        load_driver().main(["--config", str(tmp_path / "plan.yaml")])
+    assert (tmp_path / "out" / "done" / "teacher").exists()
+    assert not (tmp_path / "out" / "done" / "baseline").exists()
+    assert "invalid choice: 'nonsense'" in (tmp_path / "out" / "logs" / "baseline.log").read_text()

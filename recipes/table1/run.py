@@ -130,6 +130,10 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
     done_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     workers, threads = int(plan.get("workers", 1)), int(plan.get("threads", os.cpu_count() or 1))
+
+    def stage_threads(name):  # exclusive stages get every thread, the others share them
+        return threads if stages[name].exclusive else max(1, threads // workers)
+
     if only:
         unknown = [name for name in only if name not in stages]
         if unknown:
@@ -141,8 +145,7 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
             print(f"[table1] {name}: done already, skipped", flush=True)
     if dry_run:
         for name in pending:
-            stage_threads = threads if stages[name].exclusive else max(1, threads // workers)
-            cmd, env = command(stages[name], root, stage_threads, list(stages))
+            cmd, env = command(stages[name], root, stage_threads(name), list(stages))
             print(f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {' '.join(cmd)}")
         return
 
@@ -174,8 +177,7 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
                 exclusive_running = any(stages[other].exclusive for other in running)
                 if exclusive_running or (stages[name].exclusive and running) or len(running) >= workers:
                     break
-                stage_threads = threads if stages[name].exclusive else max(1, threads // workers)
-                cmd, env = command(stages[name], root, stage_threads, list(stages))
+                cmd, env = command(stages[name], root, stage_threads(name), list(stages))
                 log = open(log_dir / f"{name}.log", "a")
                 log.write(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {' '.join(cmd)}\n")
                 log.flush()
@@ -204,11 +206,14 @@ def report(plan: dict) -> list[dict]:
     rows = collect_rows({row: root / f"eval_{row}" / "eval_results.json" for row in plan["rows"]})
     first = json.loads((root / f"eval_{next(iter(plan['rows']))}" / "eval_results.json").read_text())
     speed_dir = root / "decode_speed"
-    machine = describe_machine("cuda" if _uses_gpu() else "cpu")
     if (speed_dir / "decode_speed.json").is_file():
         machine = json.loads((speed_dir / "decode_speed.json").read_text())["machine"]
         for suffix in ("json", "md"):
             shutil.copyfile(speed_dir / f"decode_speed.{suffix}", results / f"decode_speed.{suffix}")
+    else:  # a plan without the speed benchmark: the machine the evaluations ran on is this one
+        import torch
+
+        machine = describe_machine("cuda" if torch.cuda.is_available() else "cpu")
     (results / "table1.json").write_text(json.dumps(rows, indent=2) + "\n")
     table = render_markdown(rows, machine=machine, signature=first["bleu_signature"])
     batch = plan["evaluation"].get("batch_size", 64)
@@ -217,12 +222,6 @@ def report(plan: dict) -> list[dict]:
     plot_bleu_vs_speed(rows, results / "table1.png", title=f"BLEU against decoding speed ({machine.split(',')[0]})")
     print((results / "table1.md").read_text(), flush=True)
     return rows
-
-
-def _uses_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def main(args: list[str] | None = None) -> list[dict] | None:

@@ -20,6 +20,7 @@ import time
 import torch
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
+from hf_seqkd.modeling_lstm_seq2seq import decoder_state
 
 SIZES = {"256x2": (256, 2), "500x2": (500, 2), "1000x4": (1000, 4)}
 VOCAB, SOURCE_LENGTH, TARGET_LENGTH, BATCH = 8000, 30, 30, 64
@@ -79,8 +80,8 @@ def bare_search(model, input_ids, num_beams):
     scores[:, 1:] = -1e9
     beam_offset = (torch.arange(batch_size, device=input_ids.device) * num_beams)[:, None]
     for _ in range(TARGET_LENGTH):
-        out = model(encoder_outputs=encoder_outputs, decoder_input_ids=tokens, past_key_values=state)
-        state = out.past_key_values
+        out = model(encoder_outputs=encoder_outputs, decoder_input_ids=tokens, cache=state)
+        state = decoder_state(out)
         log_probs = out.logits[:, -1].float().log_softmax(-1)  # (B * K, V)
         if num_beams == 1:
             tokens = log_probs.argmax(-1, keepdim=True)

@@ -68,7 +68,7 @@ class LSTMSeq2SeqConfig(PretrainedConfig):
     """
 
     model_type = "lstm_seq2seq"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]  # the decoder state under either name
     attribute_map = {"num_hidden_layers": "decoder_layers"}
 
     def __init__(

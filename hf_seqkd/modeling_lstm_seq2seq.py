@@ -13,8 +13,9 @@ as used for teachers and students by Kim & Rush (2016), "Sequence-Level Knowledg
 
 Decoding runs one decoder step per new token. Everything that step needs travels in one `LSTMDecoderState`: the
 LSTM (h, c), the input-feed vector h~_{t-1}, and the encoder memory with its keys W_a h_s, which are computed once per
-source. `generate()` of transformers hands that state back as `past_key_values` and calls
-`LSTMDecoderState.reorder_cache` during beam search.
+source. `generate()` of transformers hands that state back to `forward` (as `cache` from transformers 5.24, as
+`past_key_values` before) and calls `LSTMDecoderState.reorder_cache` during beam search; `_decoder_state_argument`
+and `DECODER_STATE_FIELD` are the one place that knows the two names.
 
 This file (with `configuration_lstm_seq2seq.py` and `sparse_weights.py`) is also what `save_pretrained` copies next
 to the weights for `trust_remote_code` loading, so it imports nothing else from hf_seqkd.
@@ -31,6 +32,19 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
 from .sparse_weights import from_sparse_pretrained, sparse_weights_file
+
+
+# transformers 5.24 renamed the decoder state that `generate()` passes to `forward` and reads back from its output:
+# `past_key_values` became `cache`. The output classes say which name this release uses; `generate()` passes the
+# state under the same name.
+DECODER_STATE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def _decoder_state_argument(cache, past_key_values):
+    """The decoder state passed to `forward` under either name (`cache` or the older `past_key_values`)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("Pass the decoder state once, as `cache` (or `past_key_values`), not as both.")
+    return cache if cache is not None else past_key_values
 
 
 @dataclass
@@ -55,7 +69,7 @@ class LSTMEncoderOutput(ModelOutput):
 
 class LSTMDecoderState:
     """
-    Everything the decoder carries from one step to the next; the `past_key_values` of this model.
+    Everything the decoder carries from one step to the next; the `cache` (formerly `past_key_values`) of this model.
 
     Args:
         hidden (`tuple` of `decoder_layers` `torch.FloatTensor` of shape `(batch_size, hidden_size)`): LSTM h of each
@@ -378,10 +392,11 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         decoder_input_ids: torch.LongTensor | None = None,
         encoder_outputs: LSTMEncoderOutput | tuple | None = None,
-        past_key_values: LSTMDecoderState | None = None,
+        cache: LSTMDecoderState | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: LSTMDecoderState | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
         r"""
@@ -390,16 +405,18 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
             attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*): 1 on tokens, 0 on
                 padding; derived from `pad_token_id` when omitted.
             decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder inputs; with
-                `past_key_values`, only the new tokens.
+                `cache`, only the new tokens.
             encoder_outputs ([`LSTMEncoderOutput`], *optional*): reuse an encoding of the source.
-            past_key_values ([`LSTMDecoderState`], *optional*): continue decoding from this state.
-            use_cache (`bool`, *optional*): return the decoder state as `past_key_values` (default: True).
+            cache ([`LSTMDecoderState`], *optional*): continue decoding from this state.
+            use_cache (`bool`, *optional*): return the decoder state (default: True).
             output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
+            past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
         """
+        state = _decoder_state_argument(cache, past_key_values)
         if decoder_input_ids is None:
             raise ValueError("`decoder_input_ids` (or `labels`) are needed: the decoder has no default input.")
         use_cache = True if use_cache is None else use_cache
-        if past_key_values is None:
+        if state is None:
             if encoder_outputs is None:
                 if input_ids is None:
                     raise ValueError("Pass `input_ids` (or `encoder_outputs`) for a new source batch.")
@@ -412,14 +429,19 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
             if attention_mask is None:
                 attention_mask = memory.new_ones(memory.shape[:2], dtype=torch.long)
             _check_ids("decoder_input_ids", decoder_input_ids, self.config.decoder_vocab_size)
-            past_key_values = self.decoder.init_state(encoder_outputs, attention_mask)
-        attentional, state, weights = self.decoder(decoder_input_ids, past_key_values)
+            state = self.decoder.init_state(encoder_outputs, attention_mask)
+        attentional, state, weights = self.decoder(decoder_input_ids, state)
         return Seq2SeqModelOutput(
             last_hidden_state=attentional,  # (B, T, H)
-            past_key_values=state if use_cache else None,
+            **{DECODER_STATE_FIELD: state if use_cache else None},
             cross_attentions=(weights,) if output_attentions else None,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state if encoder_outputs is not None else None,
         )
+
+
+def decoder_state(outputs: ModelOutput) -> LSTMDecoderState | None:
+    """The decoder state in a model output, whichever name this transformers release gives it."""
+    return outputs.get(DECODER_STATE_FIELD)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -468,13 +490,14 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: LSTMEncoderOutput | tuple | None = None,
-        past_key_values: LSTMDecoderState | None = None,
+        cache: LSTMDecoderState | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        past_key_values: LSTMDecoderState | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
@@ -487,17 +510,19 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             decoder_attention_mask (`torch.Tensor`, *optional*): accepted for API compatibility and unused: the
                 decoder is causal and target padding only follows the tokens, so it never changes a real position.
             encoder_outputs ([`LSTMEncoderOutput`], *optional*): reuse an encoding of the source.
-            past_key_values ([`LSTMDecoderState`], *optional*): continue decoding from this state.
+            cache ([`LSTMDecoderState`], *optional*): continue decoding from this state.
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): target ids; -100 is
                 ignored by the loss.
-            use_cache (`bool`, *optional*): return the decoder state as `past_key_values` (default: True).
+            use_cache (`bool`, *optional*): return the decoder state (default: True).
             output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
             num_items_in_batch (`int`, *optional*): number of label tokens in the whole (accumulated, all-process)
                 batch; the loss is then the token sum divided by it, so gradient accumulation is exact.
+            past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
 
         Returns:
             [`~transformers.modeling_outputs.Seq2SeqLMOutput`] with `logits` (B, T, V), `loss` when labels are given
-            (mean token cross-entropy), and the decoder state as `past_key_values`.
+            (mean token cross-entropy), and the decoder state as `cache` (`past_key_values` before transformers
+            5.24; `decoder_state(output)` reads it under either name).
         """
         if labels is not None:
             _check_ids("labels", labels, self.config.decoder_vocab_size, allow_ignore_index=True)
@@ -510,7 +535,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=_decoder_state_argument(cache, past_key_values),
             use_cache=use_cache,
             output_attentions=output_attentions,
         )
@@ -529,17 +554,19 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{DECODER_STATE_FIELD: decoder_state(outputs)},
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
         )
 
 
 __all__ = [
+    "DECODER_STATE_FIELD",
     "LSTMDecoderState",
     "LSTMEncoderOutput",
     "LSTMSeq2SeqForConditionalGeneration",
     "LSTMSeq2SeqModel",
     "LSTMSeq2SeqPreTrainedModel",
+    "decoder_state",
     "shift_tokens_right",
 ]

@@ -20,36 +20,31 @@ def reference_beam_search(model, input_ids, num_beams, max_length, length_penalt
     """
     Textbook beam search over one source, with transformers' conventions: keep the 2K best continuations; an EOS
     among the first K finishes a hypothesis (score = sum log p / generated_length ** length_penalty); the K best
-    others continue; at max_length the first K continuations finish. Each hypothesis keeps its own decoder state
-    object, so this checks `reorder_cache` too.
+    others continue; at max_length the first K continuations finish. Every hypothesis re-runs the decoder over its
+    whole prefix with no cache, so a decoder state that `generate()` drops, restarts or reorders wrongly shows.
     """
     eos, vocab = model.config.eos_token_id, model.config.decoder_vocab_size
-    encoder_outputs = model.get_encoder()(input_ids)
-    start = [model.config.decoder_start_token_id]
-    first = model(encoder_outputs=encoder_outputs, decoder_input_ids=torch.tensor([start]))
-    beams = [(0.0, start, first)]  # (sum of log-probs, tokens, model output after the last token)
+    beams = [(0.0, [model.config.decoder_start_token_id])]  # (sum of log-probs, tokens)
     finished = []  # (final score, tokens)
     for cur_len in range(1, max_length):
         candidates = []
-        for score, tokens, out in beams:
-            log_probs = out.logits[0, -1].float().log_softmax(-1).tolist()
-            candidates += [(score + log_probs[v], tokens + [v], out.past_key_values) for v in range(vocab)]
+        for score, tokens in beams:
+            logits = model(input_ids=input_ids, decoder_input_ids=torch.tensor([tokens]), use_cache=False).logits
+            log_probs = logits[0, -1].float().log_softmax(-1).tolist()
+            candidates += [(score + log_probs[v], tokens + [v]) for v in range(vocab)]
         candidates.sort(key=lambda c: -c[0])
         last_step = cur_len + 1 == max_length
         continuing = []
-        for rank, (score, tokens, state) in enumerate(candidates[: 2 * num_beams]):
+        for rank, (score, tokens) in enumerate(candidates[: 2 * num_beams]):
             if tokens[-1] == eos or last_step:
                 if rank < num_beams:
                     finished.append((score / (len(tokens) - 1) ** length_penalty, tokens))
             elif len(continuing) < num_beams:
-                continuing.append((score, tokens, state))
+                continuing.append((score, tokens))
         finished = sorted(finished, key=lambda f: -f[0])[:num_beams]
         if last_step or (early_stopping is True and len(finished) == num_beams):
             break
-        beams = [
-            (score, tokens, model(decoder_input_ids=torch.tensor([[tokens[-1]]]), past_key_values=state))
-            for score, tokens, state in continuing
-        ]
+        beams = continuing
     return finished
 
 

@@ -5,7 +5,7 @@ import torch
 from helpers import random_batch, tiny_config, tiny_model
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
-from hf_seqkd.modeling_lstm_seq2seq import shift_tokens_right
+from hf_seqkd.modeling_lstm_seq2seq import decoder_state, shift_tokens_right
 
 VARIANTS = {
     "general": {},
@@ -125,12 +125,33 @@ def test_step_by_step_logits_equal_teacher_forced_logits(variant):
             encoder_outputs=encoder_outputs,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids[:, t : t + 1],
-            past_key_values=state,
+            cache=state,
         )
-        state = out.past_key_values
+        state = decoder_state(out)
         steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
     assert state.get_seq_length() == 5
+
+
+def test_decoder_state_is_read_under_both_names():
+    """transformers >= 5.24 passes the state as `cache`, older releases as `past_key_values`: both continue it."""
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    start = torch.full((3, 1), model.config.decoder_start_token_id)
+    first = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start)
+    state = decoder_state(first)
+    assert state is not None and state.get_seq_length() == 1
+    next_tokens = first.logits[:, -1].argmax(-1, keepdim=True)
+    by_cache = model(decoder_input_ids=next_tokens, cache=state).logits
+    by_past = model(decoder_input_ids=next_tokens, past_key_values=state).logits
+    full = model(
+        input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.cat([start, next_tokens], 1)
+    ).logits[:, -1:]
+    torch.testing.assert_close(by_cache, full)
+    torch.testing.assert_close(by_past, full)
+    other = decoder_state(model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start))
+    with pytest.raises(ValueError, match="not as both"):
+        model(decoder_input_ids=next_tokens, cache=state, past_key_values=other)
 
 
 @pytest.mark.parametrize("variant", ["general", "bidirectional", "concat"])

@@ -4,6 +4,13 @@ Importing the package registers the LSTM model with transformers' Auto classes, 
 `AutoModelForSeq2SeqLM.from_pretrained(folder)` works without `trust_remote_code`.
 """
 
+import os
+
+# OpenMP threads that spin while they wait made 2-thread training 20-30x slower (0.8 s -> 16-24 s a step) when another
+# job shared the 2 cores. libgomp reads the policy once, when torch loads it, so it is set here, before this package
+# first imports torch, unless the user chose one. Recipes and the CLI import hf_seqkd before torch for this reason.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig

@@ -73,6 +73,37 @@ def describe_machine(device: str = "cpu") -> str:
     return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
+def describe_software() -> str:
+    """The versions of the libraries a result depends on, e.g. `torch 2.13.0+cpu, transformers 5.24.0, ...`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("torch", "transformers", "datasets", "accelerate", "tokenizers", "sacrebleu")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return f"Python {platform.python_version()}, " + ", ".join(found)
+
+
+def training_record(output_dir: str | Path, progress_file: str | Path | None = None) -> dict:
+    """
+    How a trained model got there, from the `trainer_state.json` its recipe saved and the Table 1 driver's progress
+    file: `summary` (`epochs_trained`, `best_epoch` by validation BLEU, `train_minutes` over all sessions; `None`
+    where unknown) and `curve`, the validation BLEU after each evaluation as `[epoch, bleu]` pairs.
+    """
+    state_file = Path(output_dir) / "trainer_state.json"
+    history = json.loads(state_file.read_text())["log_history"] if state_file.is_file() else []
+    curve = [[entry["epoch"], entry["eval_bleu"]] for entry in history if "eval_bleu" in entry]
+    epochs = max((entry.get("epoch", 0.0) for entry in history), default=None)
+    best = max(curve, key=lambda point: point[1])[0] if curve else None
+    minutes = None
+    if progress_file is not None and Path(progress_file).is_file():
+        minutes = json.loads(Path(progress_file).read_text()).get("minutes")
+    return {"summary": {"epochs_trained": epochs, "best_epoch": best, "train_minutes": minutes}, "curve": curve}
+
+
 def table1_row(model: str, results: Mapping) -> dict:
     """
     One row of the table from an evaluation result.
@@ -107,10 +138,12 @@ def render_markdown(rows: Sequence[Mapping], machine: str = "", signature: str =
     beam output, nonzero parameters and how many times fewer than the teacher's, words/s, and the paper's BLEU.
     """
     teacher = next((row for row in rows if row["model"] == "teacher"), None)
+    training = any("epochs_trained" in row for row in rows)  # rows of the Table 1 driver say how they trained
     lines = [
         "| model | | BLEU greedy | BLEU beam | Δ beam | ppl | p(t=ŷ) beam | params (nonzero) | teacher/params "
-        "| words/s greedy | words/s beam | paper BLEU greedy / beam |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| words/s greedy | words/s beam | paper BLEU greedy / beam |"
+        + (" epochs (best) | minutes |" if training else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if training else ""),
     ]
     for row in rows:
         ratio = (
@@ -131,6 +164,10 @@ def render_markdown(rows: Sequence[Mapping], machine: str = "", signature: str =
             f"{row['words_per_sec_beam']:,.0f}",
             f"{paper[0]} / {paper[1]}" if paper else "",
         ]
+        if training:
+            epochs, best, minutes = (row.get(key) for key in ("epochs_trained", "best_epoch", "train_minutes"))
+            cells.append(f"{epochs:g} ({best:g})" if epochs is not None and best is not None else "")
+            cells.append(f"{minutes:.0f}" if minutes is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         note for note in (machine and f"Machine: {machine}.", signature and f"BLEU: sacrebleu {signature}.") if note
@@ -138,11 +175,7 @@ def render_markdown(rows: Sequence[Mapping], machine: str = "", signature: str =
     return "\n".join(lines) + ("\n\n" + " ".join(notes) if notes else "") + "\n"
 
 
-def plot_bleu_vs_speed(rows: Sequence[Mapping], path: str | Path, title: str = "") -> None:
-    """
-    A PNG of BLEU against decoding words/s (log scale): one point per model and decoding mode, greedy and beam
-    joined by a line, so the trade-offs of Table 1 show at a glance. Needs matplotlib (`pip install matplotlib`).
-    """
+def _pyplot():
     try:
         import matplotlib
 
@@ -150,7 +183,34 @@ def plot_bleu_vs_speed(rows: Sequence[Mapping], path: str | Path, title: str = "
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise ImportError("The plot needs matplotlib: pip install matplotlib (or hf_seqkd[table1]).") from error
+    return plt
 
+
+def plot_learning_curves(curves: Mapping[str, Sequence], path: str | Path, title: str = "") -> None:
+    """A PNG of validation BLEU (greedy) after each epoch, one line per model: `{model: [[epoch, bleu], ...]}`."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for model, curve in curves.items():
+        epochs, bleus = zip(*curve)
+        best = max(range(len(bleus)), key=bleus.__getitem__)
+        (line,) = axes.plot(epochs, bleus, marker=".", linewidth=1.2, label=model)
+        axes.scatter([epochs[best]], [bleus[best]], color=line.get_color(), marker="*", s=80, zorder=3)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation BLEU (greedy)")
+    axes.set_title(title or "Learning curves: validation BLEU per epoch (star: the kept, best epoch)")
+    axes.grid(True, linewidth=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_bleu_vs_speed(rows: Sequence[Mapping], path: str | Path, title: str = "") -> None:
+    """
+    A PNG of BLEU against decoding words/s (log scale): one point per model and decoding mode, greedy and beam
+    joined by a line, so the trade-offs of Table 1 show at a glance. Needs matplotlib (`pip install matplotlib`).
+    """
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
     colors = plt.get_cmap("tab10")
     for index, row in enumerate(rows):

@@ -3,6 +3,7 @@
 import itertools
 import logging
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import sacrebleu
@@ -11,6 +12,7 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Seq2SeqTrainer,
@@ -25,6 +27,50 @@ from .modeling_lstm_seq2seq import LSTMSeq2SeqForConditionalGeneration
 from .tokenization import train_tokenizer
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EarlyStoppingArguments:
+    """
+    When training stops before `num_train_epochs`: after `early_stopping_patience` evaluations in a row without a
+    better `metric_for_best_model` (validation BLEU in the recipes). With `lr_scheduler_type: reduce_lr_on_plateau`
+    and `lr_scheduler_kwargs: {mode: max, factor: 0.5, patience: 0}` the learning rate halves at every evaluation
+    that does not improve (Luong et al., 2015), so `num_train_epochs` becomes an upper bound, not a schedule.
+
+    Args:
+        early_stopping_patience (`int`, *optional*):
+            Evaluations without improvement before training stops; `None` or 0 trains for `num_train_epochs`. Needs
+            `load_best_model_at_end: true` and `metric_for_best_model`, so the saved model is the best one.
+        early_stopping_threshold (`float`):
+            How much better than the best so far an evaluation must be to count as an improvement.
+    """
+
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without a better metric_for_best_model (0: never)."},
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "Smallest gain of metric_for_best_model that counts as an improvement."}
+    )
+
+    def __post_init__(self):
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ValueError(
+                f"--early_stopping_patience must be 0 (off) or more (got {self.early_stopping_patience})."
+            )
+
+    def callbacks(self, training_args: Seq2SeqTrainingArguments) -> list:
+        """The trainer callbacks these settings ask for (checked against `training_args`)."""
+        if not self.early_stopping_patience:
+            return []
+        if not training_args.load_best_model_at_end or training_args.metric_for_best_model is None:
+            raise ValueError(
+                "--early_stopping_patience needs --load_best_model_at_end true and --metric_for_best_model (e.g. "
+                "bleu): training stops on that metric and the best evaluated model is the one saved."
+            )
+        # A resumed run restores the callback's count of evaluations without improvement from the checkpoint.
+        training_args.restore_callback_states_from_checkpoint = True
+        return [EarlyStoppingCallback(self.early_stopping_patience, self.early_stopping_threshold)]
 
 
 def load_or_train_tokenizer(
@@ -98,12 +144,14 @@ def run_training(
     eval_dataset: Dataset | None,
     training_args: Seq2SeqTrainingArguments,
     trainer_class=Seq2SeqTrainer,
+    early_stopping: EarlyStoppingArguments | None = None,
     **trainer_kwargs,
 ):
     """
     Trains with `trainer_class` and saves the final (or best, with `load_best_model_at_end`) model and tokenizer in
     `output_dir`. A run that was killed resumes from the last checkpoint in `output_dir` (or from
-    `--resume_from_checkpoint`), losing at most the steps since that checkpoint.
+    `--resume_from_checkpoint`), losing at most the steps since that checkpoint. With `early_stopping`, training
+    ends once the validation metric stops improving (see [`EarlyStoppingArguments`]).
 
     Returns:
         The trainer, after training.
@@ -118,6 +166,8 @@ def run_training(
         compute_metrics=bleu_metrics(tokenizer) if training_args.predict_with_generate else None,
         **trainer_kwargs,
     )
+    for callback in early_stopping.callbacks(training_args) if early_stopping else []:
+        trainer.add_callback(callback)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)

@@ -15,6 +15,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
 import torch
 from accelerate import PartialState
 from datasets import DatasetDict

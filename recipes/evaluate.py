@@ -9,10 +9,12 @@ markdown row. Works for any transformers seq2seq model with its tokenizer.
 
 from dataclasses import dataclass, field
 
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-import hf_seqkd  # noqa: F401  (registers the LSTM model with the Auto classes)
 from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split

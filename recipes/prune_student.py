@@ -23,13 +23,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
 from transformers import Seq2SeqTrainingArguments, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import count_parameters, evaluate_split
 from hf_seqkd.pruning import SCHEMES, PruningMaskCallback, load_pruned, magnitude_prune, pruning_report, save_pruned
-from hf_seqkd.training import load_or_train_tokenizer, run_training
+from hf_seqkd.training import EarlyStoppingArguments, load_or_train_tokenizer, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +65,11 @@ class PruningArguments:
     )
 
 
-ARGUMENTS = (PruningArguments, ModelArguments, DataArguments, Seq2SeqTrainingArguments)
+ARGUMENTS = (PruningArguments, ModelArguments, DataArguments, Seq2SeqTrainingArguments, EarlyStoppingArguments)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    prune_args, model_args, data_args, training_args = parse_args(ARGUMENTS, args)
+    prune_args, model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     if model_args.model_name_or_path is None:
         raise ValueError("Pass --model_name_or_path: the trained student to prune.")
@@ -92,8 +95,9 @@ def main(args: list[str] | None = None) -> dict | None:
         tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
         callback = PruningMaskCallback(masks)
         trainer = run_training(
-            model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args, callbacks=[callback]
-        )
+            model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
+            early_stopping=stopping_args, callbacks=[callback],
+        )  # fmt: skip
         model, is_main = trainer.model, trainer.is_world_process_zero()
     else:
         model, is_main = model.to(training_args.device), training_args.process_index == 0

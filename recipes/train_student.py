@@ -26,6 +26,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
 from accelerate import PartialState
 from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
@@ -35,7 +38,7 @@ from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_paralle
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
-from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
+from hf_seqkd.training import EarlyStoppingArguments, build_model, load_or_train_tokenizer, run_training
 from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k
 
 logger = logging.getLogger(__name__)
@@ -95,11 +98,14 @@ def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, dat
     return load_from_disk(work_dir / "train")
 
 
-def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, cache_top_k=False):
+def train_stage(model, tokenizer, raw, data_args, training_args, stopping_args, teacher=None, cache_top_k=False):
     """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
     if teacher is None:
-        return run_training(model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args)
+        return run_training(
+            model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
+            early_stopping=stopping_args,
+        )  # fmt: skip
     if cache_top_k:
         with training_args.main_process_first(desc="caching the teacher's top-k"):
             for split in [name for name in ("train", "validation") if name in tokenized]:
@@ -107,15 +113,15 @@ def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, c
         teacher = None  # trained from the cached columns, with no teacher in the trainer
     return run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher,
+        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, early_stopping=stopping_args,
     )  # fmt: skip
 
 
-ARGUMENTS = (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments)
+ARGUMENTS = (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments, EarlyStoppingArguments)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    student_args, model_args, data_args, training_args = parse_args(ARGUMENTS, args)
+    student_args, model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
@@ -141,18 +147,21 @@ def main(args: list[str] | None = None) -> dict | None:
         return type(raw)({**raw, "train": split})
 
     if mode == "baseline":
-        trainer = train_stage(build_model(model_args, data_args, tokenizer), tokenizer, raw, data_args, training_args)
+        model = build_model(model_args, data_args, tokenizer)
+        trainer = train_stage(model, tokenizer, raw, data_args, training_args, stopping_args)
     elif mode == "word_kd":
         model = build_model(model_args, data_args, tokenizer)
         cache = student_args.word_kd_cache
-        trainer = train_stage(model, tokenizer, raw, data_args, training_args, teacher=teacher, cache_top_k=cache)
+        trainer = train_stage(
+            model, tokenizer, raw, data_args, training_args, stopping_args, teacher=teacher, cache_top_k=cache
+        )
     elif mode in ("seq_kd", "seq_inter"):
         folder = student_args.seq_kd_dataset if mode == "seq_kd" else student_args.seq_inter_dataset
         train = distilled_train_split(
             mode, folder, raw["train"], teacher, teacher_tokenizer, student_args, data_args, training_args.output_dir
         )
         model = build_model(model_args, data_args, tokenizer)
-        trainer = train_stage(model, tokenizer, with_train(train), data_args, training_args)
+        trainer = train_stage(model, tokenizer, with_train(train), data_args, training_args, stopping_args)
     else:  # combined: Seq-KD, then Word-KD fine-tuning on Seq-Inter data
         seq_inter_train = distilled_train_split(
             "seq_inter", student_args.seq_inter_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
@@ -171,7 +180,7 @@ def main(args: list[str] | None = None) -> dict | None:
             )  # fmt: skip
             stage1_args = dataclasses.replace(training_args, output_dir=str(stage1_dir))
             model = build_model(model_args, data_args, tokenizer)
-            train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args)
+            train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args, stopping_args)
         stage2 = {
             "num_train_epochs": student_args.finetune_num_train_epochs,
             "max_steps": student_args.finetune_max_steps,
@@ -180,7 +189,9 @@ def main(args: list[str] | None = None) -> dict | None:
             stage2["learning_rate"] = student_args.finetune_learning_rate
         stage2_args = dataclasses.replace(training_args, **stage2)
         model = AutoModelForSeq2SeqLM.from_pretrained(stage1_dir)
-        trainer = train_stage(model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, teacher=teacher)
+        trainer = train_stage(
+            model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, stopping_args, teacher=teacher
+        )
 
     if "test" in raw and trainer.is_world_process_zero():
         results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)

@@ -13,22 +13,25 @@ model, tokenizer, modeling code and card are then uploaded to the Hub.
 
 import logging
 
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
 from transformers import Seq2SeqTrainingArguments, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
-from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
+from hf_seqkd.training import EarlyStoppingArguments, build_model, load_or_train_tokenizer, run_training
 
 logger = logging.getLogger(__name__)
 
 
-ARGUMENTS = (ModelArguments, DataArguments, Seq2SeqTrainingArguments)
+ARGUMENTS = (ModelArguments, DataArguments, Seq2SeqTrainingArguments, EarlyStoppingArguments)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    model_args, data_args, training_args = parse_args(ARGUMENTS, args)
+    model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
@@ -42,7 +45,9 @@ def main(args: list[str] | None = None) -> dict | None:
     model = build_model(model_args, data_args, tokenizer)
     logger.info(f"Model: {model.num_parameters():,} parameters\n{model.config}")
 
-    trainer = run_training(model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args)
+    trainer = run_training(
+        model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args, early_stopping=stopping_args
+    )
     if "test" in raw and trainer.is_world_process_zero():
         results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
         write_card_and_push(

@@ -10,7 +10,15 @@ import yaml
 from test_configs import script_arguments
 
 from hf_seqkd.arguments import parse_args
-from hf_seqkd.table1 import TABLE1_KEYS, TABLE1_MODELS, plot_bleu_vs_speed, render_markdown, table1_row
+from hf_seqkd.table1 import (
+    TABLE1_KEYS,
+    TABLE1_MODELS,
+    plot_bleu_vs_speed,
+    plot_learning_curves,
+    render_markdown,
+    table1_row,
+    training_record,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = sorted((REPO / "recipes" / "table1").glob("*.yaml"))
@@ -70,6 +78,7 @@ def test_unknown_stage_in_a_dependency_is_an_error(tmp_path):
 TINY_DATA = {"max_train_samples": 32, "max_eval_samples": 6}
 TINY_TRAINING = {
     **TINY_DATA, "max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+    "early_stopping_patience": 0, "lr_scheduler_type": "linear", "lr_scheduler_kwargs": {},
     "per_device_train_batch_size": 8, "logging_steps": 1,
 }  # fmt: skip
 TINY_MODEL = {"tokenizer_vocab_size": 150, "embedding_size": 16, "hidden_size": 16, "layers": 1}
@@ -94,13 +103,16 @@ def tiny_plan(tmp_path, **changes):
     return path
 
 
+@pytest.mark.slow  # about two minutes: every stage of the plan, for real, on tiny data
 def test_tiny_table1_runs_every_stage_then_skips_them(tmp_path, capsys):
     driver = load_driver()
     rows = driver.main(["--config", str(tiny_plan(tmp_path))])
     results = tmp_path / "results"
     written = json.loads((results / "table1.json").read_text())
-    assert written == rows and [row["model"] for row in rows] == list(TABLE1_MODELS)
-    assert all(tuple(row) == TABLE1_KEYS for row in rows)
+    assert written["rows"] == rows and [row["model"] for row in rows] == list(TABLE1_MODELS)
+    assert written["commit"] and "transformers" in written["software"] and written["machine"]
+    assert all(tuple(row)[: len(TABLE1_KEYS)] == TABLE1_KEYS for row in rows)
+    assert all(row["train_minutes"] is not None for row in rows)
     by_model = {row["model"]: row for row in rows}
     # The pruned rows count only the weights left (biases are not pruned: a large share of a hidden-16 model).
     nonzero = [by_model[name]["params_nonzero"] for name in ("seq_kd", "pruned_50", "pruned_80", "pruned_90")]
@@ -134,3 +146,54 @@ def test_a_failing_stage_stops_the_run_and_keeps_finished_stages(tmp_path):
     assert (tmp_path / "out" / "done" / "teacher").exists()
     assert not (tmp_path / "out" / "done" / "baseline").exists()
     assert "invalid choice: 'nonsense'" in (tmp_path / "out" / "logs" / "baseline.log").read_text()
+
+
+def test_training_record_and_learning_curves(tmp_path):
+    stage = tmp_path / "seq_kd"
+    stage.mkdir()
+    history = [{"epoch": 0.5, "loss": 3.0}, {"epoch": 1.0, "eval_bleu": 4.0}, {"epoch": 2.0, "eval_bleu": 7.5},
+               {"epoch": 3.0, "eval_bleu": 7.0}, {"epoch": 3.0, "train_runtime": 60.0}]  # fmt: skip
+    (stage / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (tmp_path / "seq_kd.json").write_text(json.dumps({"minutes": 42.0}))
+    record = training_record(stage, tmp_path / "seq_kd.json")
+    assert record == {
+        "summary": {"epochs_trained": 3.0, "best_epoch": 2.0, "train_minutes": 42.0},
+        "curve": [[1.0, 4.0], [2.0, 7.5], [3.0, 7.0]],
+    }
+    assert training_record(tmp_path / "absent")["summary"] == dict.fromkeys(record["summary"])
+    plot_learning_curves({"seq_kd": record["curve"], "baseline": [[1.0, 2.0], [2.0, 3.0]]}, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    row = {**table1_row("seq_kd", result(7.5)), **record["summary"]}
+    assert "| 3 (2) | 42 |" in render_markdown([row])
+
+
+def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):
+    import os
+    import time
+
+    driver = load_driver()
+    plan = driver.load_plan(REPO / "recipes" / "table1" / "quick.yaml", output_root=str(tmp_path))
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "teacher").write_text("2026-12-03 14:00:00 61.0 min\n")
+    progress = tmp_path / "progress"
+    progress.mkdir()
+    (progress / "teacher.json").write_text(json.dumps({"minutes": 61.0}))
+    alive = {"minutes": 4.0, "pid": os.getpid(), "heartbeat": time.time()}
+    (progress / "seq_kd_data.json").write_text(json.dumps(alive))
+    checkpoint = tmp_path / "baseline" / "checkpoint-800"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": 2.0, "global_step": 800, "max_steps": 10000}))
+    states = driver.status(plan)["stages"]
+    assert (states["teacher"], states["seq_kd_data"], states["baseline"], states["seq_kd"]) == (
+        "done", "running", "stopped", "pending"
+    )
+    out = capsys.readouterr().out
+    assert "done in 61 min" in out and "running for 4 min; about 6 min left" in out
+    assert "epoch 2.0, step 800/10000 (checkpoint-800)" in out and "estimated wall time left" in out
+
+
+def test_dict_arguments_reach_the_recipes_as_json():
+    driver = load_driver()
+    stage = driver.Stage(name="s", script="recipes/train_student.py", args={"lr_scheduler_kwargs": {"mode": "max"}})
+    cmd, _ = driver.command(stage, Path("/tmp/t"), 1, ["s"])
+    assert cmd[cmd.index("--lr_scheduler_kwargs") + 1] == '{"mode": "max"}'

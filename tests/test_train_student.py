@@ -132,3 +132,28 @@ def test_student_card_names_the_method_and_compares_with_the_teacher(tmp_path, t
     out = train(tmp_path, "card", "--mode", "seq_kd", "--teacher_model_name_or_path", str(teacher))
     card = (out / "README.md").read_text()
     assert "Seq-KD" in card and "K = 5" in card and "fewer parameters" in card
+
+
+def test_early_stopping_halves_the_learning_rate_on_a_plateau_and_stops(tmp_path):
+    """A learning rate too small to change validation BLEU: every evaluation after the first is a plateau."""
+    out = tmp_path / "stopping"
+    load_recipe().main([
+        *TINY, "--output_dir", str(out), "--mode", "baseline", "--tokenizer_vocab_size", "200",
+        "--max_train_samples", "16", "--max_steps", "-1", "--num_train_epochs", "8", "--learning_rate", "1e-7",
+        "--eval_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end", "true",
+        "--metric_for_best_model", "bleu", "--predict_with_generate", "true", "--logging_steps", "1",
+        "--lr_scheduler_type", "reduce_lr_on_plateau",
+        "--lr_scheduler_kwargs", '{"mode": "max", "factor": 0.5, "patience": 0}',
+        "--early_stopping_patience", "2",
+    ])  # fmt: skip
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    evaluations = [entry for entry in history if "eval_bleu" in entry]
+    assert [entry["epoch"] for entry in evaluations] == [1.0, 2.0, 3.0]  # 1 best + 2 without gain, not 8 epochs
+    rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    # Epochs 1 and 2 train at 1e-7; the plateau at the end of epoch 2 halves it for epoch 3.
+    assert sorted(set(rates), reverse=True) == pytest.approx([1e-7, 0.5e-7])
+
+
+def test_early_stopping_needs_the_best_model_kept(tmp_path):
+    with pytest.raises(ValueError, match="--early_stopping_patience needs --load_best_model_at_end"):
+        load_recipe().main([*TINY, "--output_dir", str(tmp_path), "--mode", "baseline", "--early_stopping_patience=1"])

@@ -13,13 +13,16 @@ threads each (two PyTorch processes spinning on the same cores are many times sl
 teacher, multi-process data generation, every evaluation and the speed benchmark) run alone with all threads, so
 the speeds in the table are measured on an otherwise idle machine.
 
-`--stages a,b` runs only those stages (their prerequisites must be done); `--dry_run` prints the commands.
+`--stages a,b` runs only those stages (their prerequisites must be done); `--dry_run` prints the commands;
+`--status` says which stages are done (and how long they took), which are running (with their progress), and an
+estimate of the time left, without starting anything. Run a long plan from a checkout that does not change under
+it (e.g. `git worktree add ~/hf_seqkd_runs/code <commit>`) with `--output_root` outside the work tree, so that it
+can be resumed from another session.
 """
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +34,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # `hf_seqkd` from this checkout even when it is not installed
 
-from hf_seqkd.table1 import collect_rows, describe_machine, plot_bleu_vs_speed, render_markdown  # noqa: E402
+from hf_seqkd.table1 import (  # noqa: E402
+    collect_rows,
+    describe_machine,
+    describe_software,
+    plot_bleu_vs_speed,
+    plot_learning_curves,
+    render_markdown,
+    training_record,
+)
+
+HEARTBEAT_SECONDS = 30  # a running stage's progress file is rewritten this often; older ones belong to dead runs
 
 
 @dataclass
@@ -45,6 +58,7 @@ class Stage:
     after: list[str] = field(default_factory=list)
     processes: int = 1
     exclusive: bool = False
+    estimate_minutes: float | None = None  # wall time on the plan's machine, from measured throughput; for --status
 
     def __post_init__(self):
         if self.processes > 1:
@@ -54,7 +68,8 @@ class Stage:
 def load_plan(config_path: str | Path, output_root: str | None = None) -> dict:
     """The Table 1 config with its stages as `Stage`s, plus the evaluation and speed stages it implies."""
     plan = yaml.safe_load(Path(config_path).read_text())
-    unknown = set(plan) - {"output_root", "results_dir", "workers", "threads", "stages", "rows", "evaluation", "speed"}
+    known = {"output_root", "results_dir", "workers", "threads", "stages", "rows", "evaluation", "speed", "estimates"}
+    unknown = set(plan) - known
     if unknown:
         raise ValueError(f"Unknown keys {sorted(unknown)} in {config_path}.")
     if output_root is not None:
@@ -76,6 +91,7 @@ def load_plan(config_path: str | Path, output_root: str | None = None) -> dict:
             args={"model_name_or_path": f"{{{stage}}}", "name": row, **plan["evaluation"]},
             after=training,  # evaluated when nothing trains beside it, so words/s are an idle machine's
             exclusive=True,
+            estimate_minutes=plan.get("estimates", {}).get("evaluation"),
         )
     speed = plan.get("speed")
     if speed:
@@ -89,6 +105,7 @@ def load_plan(config_path: str | Path, output_root: str | None = None) -> dict:
                   **{k: v for k, v in speed.items() if k not in ("student", "teacher")}},
             after=[f"eval_{row}" for row in rows],
             exclusive=True,
+            estimate_minutes=plan.get("estimates", {}).get("decode_speed"),
         )  # fmt: skip
     for stage in stages.values():
         missing = [name for name in stage.after if name not in stages]
@@ -119,6 +136,8 @@ def command(stage: Stage, root: Path, threads: int, stage_names: list[str]) -> t
 def _format(value, paths: dict, root: Path) -> str:
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, dict):  # e.g. lr_scheduler_kwargs: the recipes parse JSON
+        return json.dumps(value)
     return str(value).format(root=root, **paths) if isinstance(value, str) else str(value)
 
 
@@ -151,16 +170,21 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
 
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed = None
+    last_heartbeat = 0.0
     try:
         while pending or running:
+            if time.time() - last_heartbeat >= HEARTBEAT_SECONDS:
+                for name, (process, start) in running.items():
+                    write_progress(root, name, process.pid, start)
+                last_heartbeat = time.time()
             for name, (process, start) in list(running.items()):
                 if process.poll() is None:
                     continue
                 del running[name]
-                minutes = (time.time() - start) / 60
+                minutes = write_progress(root, name, None, start)
                 if process.returncode == 0:
                     (done_dir / name).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {minutes:.1f} min\n")
-                    print(f"[table1] {name}: finished in {minutes:.1f} min", flush=True)
+                    print(f"[table1] {name}: finished in {minutes:.1f} min (all sessions)", flush=True)
                 else:
                     failed = failed or name
                     print(f"[table1] {name}: FAILED (exit {process.returncode}); see {log_dir / name}.log", flush=True)
@@ -186,6 +210,7 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
                     subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT),
                     time.time(),
                 )
+                start_progress(root, name)
                 pending.remove(name)
                 if stages[name].exclusive:
                     break
@@ -199,29 +224,143 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
         raise SystemExit(f"[table1] stage {failed} failed; finished stages are kept. Last lines:\n" + "\n".join(tail))
 
 
+def _progress_file(root: Path, name: str) -> Path:
+    return root / "progress" / f"{name}.json"
+
+
+def start_progress(root: Path, name: str) -> None:
+    """Carries the minutes of earlier (killed) runs of stage `name` over to this one."""
+    path = _progress_file(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    minutes = earlier.get("minutes", 0.0)
+    path.write_text(json.dumps({"minutes_before": minutes, "minutes": minutes}))
+
+
+def write_progress(root: Path, name: str, pid: int | None, start: float) -> float:
+    """Records the stage's wall minutes over all sessions (and, while it runs, its pid and a heartbeat)."""
+    path = _progress_file(root, name)
+    record = json.loads(path.read_text()) if path.is_file() else {"minutes_before": 0.0}
+    record.update(minutes=record["minutes_before"] + (time.time() - start) / 60, pid=pid, heartbeat=time.time())
+    path.write_text(json.dumps(record))
+    return record["minutes"]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def training_progress(stage_dir: Path) -> dict | None:
+    """Epoch and step of the newest checkpoint of a training stage (the combined mode's stage 1 included)."""
+    states = sorted(stage_dir.glob("**/checkpoint-*/trainer_state.json"), key=lambda path: path.stat().st_mtime)
+    if not states:
+        return None
+    state = json.loads(states[-1].read_text())
+    return {"epoch": state.get("epoch") or 0.0, "step": state["global_step"], "max_steps": state["max_steps"],
+            "folder": str(states[-1].parent.relative_to(stage_dir))}  # fmt: skip
+
+
+def status(plan: dict) -> dict:
+    """
+    Prints and returns each stage's state: done (minutes over all sessions), running (pid, minutes so far, newest
+    checkpoint), stopped (started in an earlier session, resumes from its checkpoints) or pending; and an estimate
+    of the wall time left, from each stage's `estimate_minutes` (measured throughput) minus the time it has had.
+    """
+    root = Path(plan["output_root"]).resolve()
+    stages: dict[str, Stage] = plan["stages"]
+    workers = int(plan.get("workers", 1))
+    report_lines, states, left = [], {}, {"exclusive": 0.0, "shared": 0.0}
+    for name, stage in stages.items():
+        progress_path = _progress_file(root, name)
+        progress = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
+        minutes = progress.get("minutes", 0.0)
+        if (root / "done" / name).exists():
+            state, line = "done", f"done in {minutes:.0f} min" if minutes else "done"
+        else:
+            fresh = time.time() - progress.get("heartbeat", 0) < 3 * HEARTBEAT_SECONDS
+            train = training_progress(root / name)
+            started = progress or train or (root / name).is_dir()
+            state = "running" if fresh and _alive(progress.get("pid")) else ("stopped" if started else "pending")
+            line = {"running": f"running for {minutes:.0f} min", "stopped": f"stopped after {minutes:.0f} min, "
+                    "resumes from its checkpoints", "pending": "pending"}[state]  # fmt: skip
+            if train:
+                line += f"; epoch {train['epoch']:.1f}, step {train['step']}/{train['max_steps']} ({train['folder']})"
+            remaining = max(0.0, (stage.estimate_minutes or 0.0) - minutes)
+            left["exclusive" if stage.exclusive else "shared"] += remaining
+            if stage.estimate_minutes:
+                line += f"; about {remaining:.0f} min left of ~{stage.estimate_minutes:.0f}"
+        states[name] = state
+        report_lines.append(f"  {name:<22} {line}")
+    wall = left["exclusive"] + left["shared"] / max(1, workers)
+    print(f"[table1] {root}", flush=True)
+    print("\n".join(report_lines), flush=True)
+    print(f"[table1] estimated wall time left: {wall / 60:.1f} h ({left['shared']:.0f} min of stages run "
+          f"{workers} side by side, {left['exclusive']:.0f} min alone); early stopping usually ends training "
+          "stages sooner", flush=True)  # fmt: skip
+    return {"stages": states, "hours_left": wall / 60}
+
+
+def provenance() -> dict:
+    """The commit of the code that ran the plan, the library versions and the machine."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    return {"commit": commit, "software": describe_software()}
+
+
 def report(plan: dict) -> list[dict]:
     """Writes results/table1.json, table1.md and table1.png (and decode_speed.*) from the finished stages."""
     root, results = Path(plan["output_root"]).resolve(), Path(plan.get("results_dir", "results"))
     results.mkdir(parents=True, exist_ok=True)
     rows = collect_rows({row: root / f"eval_{row}" / "eval_results.json" for row in plan["rows"]})
     first = json.loads((root / f"eval_{next(iter(plan['rows']))}" / "eval_results.json").read_text())
+    origin = provenance()
     speed_dir = root / "decode_speed"
     if (speed_dir / "decode_speed.json").is_file():
-        machine = json.loads((speed_dir / "decode_speed.json").read_text())["machine"]
-        for suffix in ("json", "md"):
-            shutil.copyfile(speed_dir / f"decode_speed.{suffix}", results / f"decode_speed.{suffix}")
+        speed = json.loads((speed_dir / "decode_speed.json").read_text())
+        machine = speed["machine"]
+        (results / "decode_speed.json").write_text(json.dumps({**speed, **origin}, indent=2) + "\n")
+        speed_md = (speed_dir / "decode_speed.md").read_text()
+        (results / "decode_speed.md").write_text(f"{speed_md.rstrip()}\n\n{_origin_line(origin)}\n")
     else:  # a plan without the speed benchmark: the machine the evaluations ran on is this one
         import torch
 
         machine = describe_machine("cuda" if torch.cuda.is_available() else "cpu")
-    (results / "table1.json").write_text(json.dumps(rows, indent=2) + "\n")
+    curves = {}
+    for row, stage in plan["rows"].items():
+        record = training_record(root / stage, root / "progress" / f"{stage}.json")
+        if record["summary"]["train_minutes"] is None:  # finished by a driver that kept no progress file
+            done = (root / "done" / stage).read_text().split()
+            record["summary"]["train_minutes"] = float(done[-2]) if done[-1:] == ["min"] else None
+        rows[list(plan["rows"]).index(row)].update(record.pop("summary"))
+        if record["curve"]:
+            curves[row] = record["curve"]
+    (results / "table1.json").write_text(json.dumps({**origin, "machine": machine, "rows": rows}, indent=2) + "\n")
     table = render_markdown(rows, machine=machine, signature=first["bleu_signature"])
     batch = plan["evaluation"].get("batch_size", 64)
     setup = f"{first['num_sentences']} test sentences, beam {first['num_beams']}, batch {batch}"
-    (results / "table1.md").write_text(f"{table}\nEvaluated on {setup}.\n")
+    (results / "table1.md").write_text(f"{table}\nEvaluated on {setup}. {_origin_line(origin)}\n")
     plot_bleu_vs_speed(rows, results / "table1.png", title=f"BLEU against decoding speed ({machine.split(',')[0]})")
+    if curves:
+        plot_learning_curves(curves, results / "table1_curves.png")
     print((results / "table1.md").read_text(), flush=True)
     return rows
+
+
+def _origin_line(origin: dict) -> str:
+    return f"Code: commit {origin['commit']}. Software: {origin['software']}."
 
 
 def main(args: list[str] | None = None) -> list[dict] | None:
@@ -230,11 +369,20 @@ def main(args: list[str] | None = None) -> list[dict] | None:
     parser.add_argument("--output_root", help="Where the stages write (default: the plan's output_root).")
     parser.add_argument("--results_dir", help="Where table1.json/.md/.png go (default: the plan's results_dir).")
     parser.add_argument("--stages", help="Comma-separated stages to run (default: all).")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads in all (default: the plan's); 1 while other jobs share the machine."
+    )
+    parser.add_argument("--workers", type=int, help="Stages side by side (default: the plan's).")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands of the pending stages.")
+    parser.add_argument("--status", action="store_true", help="Say what is done, running and left; start nothing.")
     parsed = parser.parse_args(args)
     plan = load_plan(parsed.config, parsed.output_root)
-    if parsed.results_dir:
-        plan["results_dir"] = parsed.results_dir
+    if parsed.status:
+        status(plan)
+        return None
+    for key in ("results_dir", "threads", "workers"):
+        if getattr(parsed, key) is not None:
+            plan[key] = getattr(parsed, key)
     only = parsed.stages.split(",") if parsed.stages else None
     run_stages(plan, only, parsed.dry_run)
     if parsed.dry_run or only:

@@ -1,4 +1,4 @@
-"""OpenMP waits passively unless the user chose otherwise: hf_seqkd sets it before torch loads, in every entry point."""
+"""OpenMP waits passively unless the user chose otherwise: hf_seqkd sets it before torch loads, in each entry point."""
 
 import ast
 import os

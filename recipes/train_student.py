@@ -110,7 +110,10 @@ def train_stage(model, tokenizer, raw, data_args, training_args, stopping_args, 
         with training_args.main_process_first(desc="caching the teacher's top-k"):
             for split in [name for name in ("train", "validation") if name in tokenized]:
                 tokenized[split] = add_teacher_top_k(tokenized[split], teacher, k=training_args.teacher_top_k)
-        teacher = None  # trained from the cached columns, with no teacher in the trainer
+        # Trained from the cached columns, with no teacher in the trainer: the trainer would otherwise load the
+        # teacher named in the arguments again and ignore the cache (online Word-KD, several times slower).
+        teacher = None
+        training_args = dataclasses.replace(training_args, teacher_model_name_or_path=None)
     return run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
         trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, early_stopping=stopping_args,

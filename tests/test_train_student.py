@@ -51,7 +51,7 @@ def test_baseline_trains_its_own_tokenizer(tmp_path):
 
 
 @pytest.mark.parametrize("cache", [False, True])
-def test_word_kd_online_and_cached(tmp_path, teacher_dir, cache):
+def test_word_kd_online_and_cached(tmp_path, teacher_dir, cache, caplog):
     extra = ["--word_kd_cache"] if cache else []
     out = train(
         tmp_path,
@@ -66,6 +66,8 @@ def test_word_kd_online_and_cached(tmp_path, teacher_dir, cache):
     )
     state = json.loads((out / "trainer_state.json").read_text())
     assert any("kd_loss" in entry for entry in state["log_history"])
+    # The cached run trains from the cached columns, with no teacher loaded into the trainer.
+    assert ("cached top-k columns are ignored" in caplog.text) is False
     # The student shares the teacher's vocabulary, and the folder holds the student only.
     assert AutoModelForSeq2SeqLM.from_pretrained(out).config.vocab_size == 120
 

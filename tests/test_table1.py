@@ -14,6 +14,8 @@ from hf_seqkd.table1 import TABLE1_KEYS, TABLE1_MODELS, plot_bleu_vs_speed, rend
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = sorted((REPO / "recipes" / "table1").glob("*.yaml"))
+# Plans of rows beside Table 1 rather than the table itself: they run after quick.yaml in its output_root.
+BESIDE_TABLE1 = {"transformer_student.yaml"}
 
 
 def load_driver():
@@ -48,7 +50,8 @@ def test_markdown_and_plot(tmp_path):
 def test_plan_has_every_row_and_every_stage_command_parses(plan_path):
     driver = load_driver()
     plan = driver.load_plan(plan_path)
-    assert list(plan["rows"]) == list(TABLE1_MODELS)
+    if plan_path.name not in BESIDE_TABLE1:
+        assert list(plan["rows"]) == list(TABLE1_MODELS)
     stages = plan["stages"]
     for stage in stages.values():
         cmd, env = driver.command(stage, Path("/tmp/table1"), 1, list(stages))

@@ -13,7 +13,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoUrl
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
 
-from hf_seqkd.arguments import ModelArguments
+from hf_seqkd.arguments import ModelArguments, parse_args
 from hf_seqkd.data import DataArguments
 from hf_seqkd.training import build_model
 from hf_seqkd.translation import translate
@@ -172,3 +172,28 @@ def test_lstm_from_model_config_equals_the_size_flags(tokenizer):
     )
     from_flags = build_model(ModelArguments(hidden_size=24, embedding_size=8), data_args, tokenizer)
     assert from_mapping.config.to_dict() == from_flags.config.to_dict()
+
+
+def test_the_transformer_student_plan_and_config(tmp_path, tokenizer):
+    """recipes/table1/transformer_student.yaml: both students get the same time; the Marian config builds."""
+    spec = importlib.util.spec_from_file_location("table1_run", REPO / "recipes" / "table1" / "run.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    plan = driver.load_plan(REPO / "recipes" / "table1" / "transformer_student.yaml", output_root=str(tmp_path))
+    stages = plan["stages"]
+    students = {"lstm_seq_kd_timed", "marian_seq_kd"}
+    assert set(stages) == students | {f"eval_{name}" for name in students} | {"transformer_decode_speed"}
+    commands = {name: driver.command(stage, tmp_path, 1, list(stages))[0] for name, stage in stages.items()}
+    for name in ("lstm_seq_kd_timed", "marian_seq_kd"):
+        cmd = commands[name]
+        assert cmd[cmd.index("--max_train_seconds") + 1] == "1500"
+        assert cmd[cmd.index("--seq_kd_dataset") + 1] == str(tmp_path / "seq_kd_data" / "dataset")
+        assert (REPO / cmd[cmd.index("--config") + 1]).is_file()
+    speed = commands["transformer_decode_speed"]
+    assert speed[speed.index("--teacher_num_beams") + 1] == "1" and "--name" not in speed
+
+    recipe = load_recipe()
+    config = REPO / "recipes" / "bible_es_en" / "student_marian_seq_kd" / "config.yaml"
+    _, model_args, data_args, _ = parse_args(recipe.ARGUMENTS, ["--config", str(config), "--report_to", "none"])
+    model = build_model(model_args, data_args, tokenizer)
+    assert isinstance(model, MarianMTModel) and model.config.d_model == 128 and model.config.encoder_layers == 3

@@ -119,3 +119,25 @@ def test_train_teacher_reads_plain_text_and_stops_at_a_misaligned_file(tmp_path,
     with pytest.raises(ValueError, match=r"broken/train\.es has 24 lines but .*broken/train\.en has 23"):
         load_recipe("train_teacher").main(["--output_dir", str(tmp_path / "never"), *flags, *LSTM_STUDENT])
     assert not (tmp_path / "never").exists()  # stopped before any training
+
+
+def test_the_readme_commands_parse():
+    """The commands of README's "Your own data and teacher" are valid flags of their recipes, as written."""
+    import re
+    import shlex
+
+    from hf_seqkd.arguments import parse_args
+
+    section = (REPO / "README.md").read_text().split("### Your own data and teacher")[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    data = shlex.split(lines[0].split("=", 1)[1])[0]
+    commands = [shlex.split(line.replace("$DATA", data)) for line in lines[1:]]
+    assert [command[1] for command in commands] == [
+        "recipes/distill_data.py", "recipes/train_student.py", "recipes/evaluate.py"
+    ]  # fmt: skip
+    for command in commands:
+        recipe = load_recipe(Path(command[1]).stem)
+        parsed = parse_args(recipe.ARGUMENTS, command[2:])
+        data_args = next(args for args in parsed if type(args).__name__ == "DataArguments")
+        assert (data_args.train_file, data_args.source_lang, data_args.target_lang) == ("corpus/train", "de", "en")

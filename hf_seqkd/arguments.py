@@ -1,6 +1,7 @@
 """Command-line parsing for the recipes: dataclass arguments from a `--config` YAML file, overridden by CLI flags."""
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,11 +17,19 @@ from .configuration_lstm_seq2seq import ATTENTION_SCORES, PRESETS
 @dataclass
 class ModelArguments:
     """
-    The model to train: a saved model to continue from, or a new LSTM seq2seq built from a preset and overrides.
+    The model to train: a saved model to continue from, a new LSTM seq2seq built from a preset and overrides, or a
+    new model of any other transformers seq2seq architecture built from its config (`model_type` + `model_config`).
 
     Args:
         model_name_or_path (`str`, *optional*):
             Start from this saved model (folder or Hub id) instead of a new one.
+        model_type (`str`, *optional*):
+            The architecture of a new model: `lstm_seq2seq` (the default) or any `AutoModelForSeq2SeqLM` model type,
+            e.g. `marian`, `bart`, `t5`. Its vocabulary size and special-token ids come from the tokenizer.
+        model_config (`dict` or `str`, *optional*):
+            Config kwargs of the new model, a mapping in the YAML file or JSON on the command line; e.g. for
+            `marian`: `{d_model: 256, encoder_layers: 3, decoder_layers: 3, encoder_attention_heads: 4, ...}`. For
+            the LSTM they are [`LSTMSeq2SeqConfig`] kwargs, like the size flags below (which are LSTM-only).
         preset (`str`, *optional*):
             Paper sizes: `teacher_4x1000`, `student_2x500` or `student_2x300`. The size flags below override it.
         embedding_size, hidden_size, layers (`int`, *optional*):
@@ -35,6 +44,12 @@ class ModelArguments:
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Start from this saved model."})
+    model_type: str | None = field(
+        default=None, metadata={"help": "Architecture of a new model: lstm_seq2seq (default), marian, bart, t5, ..."}
+    )
+    model_config: dict | str | None = field(
+        default=None, metadata={"help": "Config kwargs of a new model (a YAML mapping, or JSON), e.g. marian sizes."}
+    )
     preset: str | None = field(default=None, metadata={"help": "Paper size preset.", "choices": list(PRESETS)})
     embedding_size: int | None = field(default=None, metadata={"help": "Embedding size of a new model."})
     hidden_size: int | None = field(default=None, metadata={"help": "LSTM size of a new model."})
@@ -51,6 +66,39 @@ class ModelArguments:
     )
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained tokenizer."})
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "min_frequency of a trained tokenizer."})
+
+    def __post_init__(self):
+        if isinstance(self.model_config, str):
+            try:
+                self.model_config = json.loads(self.model_config)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"--model_config must be a JSON object such as '{{\"d_model\": 256}}', got {self.model_config!r} "
+                    f"({error})."
+                ) from None
+        if self.model_config is not None and not isinstance(self.model_config, dict):
+            raise ValueError(f"model_config must be a mapping of config kwargs, got {self.model_config!r}.")
+        new_model = self.model_type is not None or self.model_config
+        if new_model and self.model_name_or_path is not None:
+            raise ValueError(
+                "model_type / model_config build a new model, but --model_name_or_path continues from a saved one "
+                f"({self.model_name_or_path}): drop one of them."
+            )
+        if not self.is_lstm:
+            lstm_flags = sorted(set(self.config_overrides()) | ({"preset"} if self.preset else set()))
+            if lstm_flags:
+                raise ValueError(
+                    f"{lstm_flags} size an LSTM, but model_type is {self.model_type!r}: give that model's sizes in "
+                    f"model_config instead (e.g. d_model, encoder_layers for marian)."
+                )
+        clash = sorted(set(self.model_config or {}) & set(self.config_overrides()))
+        if clash:
+            raise ValueError(f"{clash} are set both by their flags and in model_config: set them once.")
+
+    @property
+    def is_lstm(self) -> bool:
+        """Whether a new model is the LSTM seq2seq (`model_type` unset or `lstm_seq2seq`)."""
+        return self.model_type in (None, "lstm_seq2seq")
 
     def config_overrides(self) -> dict:
         """The model-size flags that were set, as `LSTMSeq2SeqConfig` kwargs."""

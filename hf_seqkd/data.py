@@ -1,6 +1,8 @@
-"""Parallel data: a Hub dataset with a `translation` column or local JSON Lines / TSV files, tokenized with `.map`."""
+"""Parallel data: a Hub dataset with a `translation` column, local JSON Lines / TSV files, or plain parallel text
+(`train.de` + `train.en`), tokenized with `.map`."""
 
 import contextlib
+import gzip
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,9 @@ class DataArguments:
             The Hub dataset's configuration (e.g. `de-en`).
         train_file, validation_file, test_file (`str`, *optional*):
             Local files instead of `dataset_name`: JSON Lines (`.jsonl`, `.json`, optionally `.gz`) with a
-            `translation` column of `{lang: text}`, or TSV (`.tsv`) with source and target in two columns.
+            `translation` column of `{lang: text}`, TSV (`.tsv`) with source and target in two columns, or the prefix
+            of plain parallel text as JoeyNMT and fairseq name it: `corpus/train` reads `corpus/train.<source_lang>`
+            and `corpus/train.<target_lang>` (each optionally `.gz`), one sentence per line, lines aligned.
         source_lang, target_lang (`str`):
             Keys of the source and target text in `translation`.
         max_source_length, max_target_length (`int`):
@@ -49,9 +53,9 @@ class DataArguments:
         metadata={"help": "Hub dataset with a `translation` column, a save_to_disk folder, or `bible_es_en`."},
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
-    train_file: str | None = field(default=None, metadata={"help": "Local training file (.jsonl[.gz] or .tsv)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
-    test_file: str | None = field(default=None, metadata={"help": "Local test file."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training file or plain-text prefix."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file (or prefix)."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file (or prefix)."})
     source_lang: str = field(default="es", metadata={"help": "Source language key in `translation`."})
     target_lang: str = field(default="en", metadata={"help": "Target language key in `translation`."})
     max_source_length: int = field(
@@ -96,7 +100,14 @@ def load_parallel_dataset(args: DataArguments) -> DatasetDict:
         raw = load_dataset(args.dataset_name, args.dataset_config_name)
     else:
         files = {s: f for s, f in zip(SPLITS, (args.train_file, args.validation_file, args.test_file)) if f}
-        raw = DatasetDict({split: _load_local_file(path, args) for split, path in files.items()})
+        raw = DatasetDict(
+            {
+                split: read_plain_text_pair(path, args)
+                if is_plain_text_prefix(path, args)
+                else _load_local_file(path, args)
+                for split, path in files.items()
+            }
+        )
     for split, dataset in raw.items():
         _check_columns(dataset, split, args)
     if args.max_train_samples is not None and "train" in raw:
@@ -126,6 +137,102 @@ def _load_local_file(path: str, args: DataArguments) -> Dataset:
     if ".jsonl" in suffixes or ".json" in suffixes:
         return load_dataset("json", data_files=path)["train"]
     raise ValueError(f"Cannot read {path}: use JSON Lines (.jsonl, .jsonl.gz) with a `translation` column, or .tsv.")
+
+
+PLAIN_TEXT_SUFFIXES = ("", ".gz")
+
+
+def _plain_text_sides(prefix: str, lang: str) -> list[Path]:
+    return [
+        Path(f"{prefix}.{lang}{suffix}")
+        for suffix in PLAIN_TEXT_SUFFIXES
+        if Path(f"{prefix}.{lang}{suffix}").is_file()
+    ]
+
+
+def is_plain_text_prefix(path: str, args: DataArguments) -> bool:
+    """
+    Whether `path` names plain parallel text by its prefix: no file `path` itself, but `path.<source_lang>` or
+    `path.<target_lang>` (or their `.gz`). A file without a known data suffix, found under neither name, counts as
+    a prefix too, so that the error names the two files expected.
+    """
+    if Path(path).is_file():
+        return False
+    if _plain_text_sides(path, args.source_lang) or _plain_text_sides(path, args.target_lang):
+        return True
+    return not {".jsonl", ".json", ".tsv", ".gz"} & set(Path(path).suffixes)
+
+
+def read_plain_text_pair(prefix: str, args: DataArguments) -> Dataset:
+    """
+    Reads plain parallel text: `<prefix>.<source_lang>` and `<prefix>.<target_lang>` (either may be `.gz`), one
+    sentence per line (UTF-8, surrounding whitespace stripped), line i of one the translation of line i of the other.
+
+    Lines empty on both sides are dropped (and counted in the log). Raises, before anything is tokenized or trained,
+    when a side is missing, the two files have different line counts, or a line is empty on one side only (naming
+    the files and the line numbers).
+
+    Returns:
+        A `Dataset` with a `translation` column of `{source_lang: ..., target_lang: ...}`, in file order.
+    """
+    paths = {}
+    for lang in (args.source_lang, args.target_lang):
+        found = _plain_text_sides(prefix, lang)
+        if not found:
+            expected = " or ".join(f"{prefix}.{lang}{suffix}" for suffix in PLAIN_TEXT_SUFFIXES)
+            raise FileNotFoundError(
+                f"Plain parallel text {prefix!r} needs one file per language, {prefix}.{args.source_lang} and "
+                f"{prefix}.{args.target_lang} (or .gz), but there is no {expected}. Check the prefix and "
+                f"--source_lang/--target_lang, or pass a .jsonl/.tsv file."
+            )
+        if len(found) > 1:
+            raise ValueError(
+                f"Both {found[0]} and {found[1]} exist: keep one of them, so that it is clear which to read."
+            )
+        paths[lang] = found[0]
+    source_path, target_path = paths[args.source_lang], paths[args.target_lang]
+    sources, targets = _read_lines(source_path), _read_lines(target_path)
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: plain parallel text needs "
+            f"one sentence per line on both sides, line i of one the translation of line i of the other. Align the "
+            f"files (a sentence split over two lines, or a missing/extra line, shifts every line after it)."
+        )
+    one_sided = [i for i, (source, target) in enumerate(zip(sources, targets)) if bool(source) != bool(target)]
+    if one_sided:
+        shown = ", ".join(str(i + 1) for i in one_sided[:10]) + (
+            f" and {len(one_sided) - 10} more" if len(one_sided) > 10 else ""
+        )
+        first = one_sided[0]
+        empty, other = (source_path, target_path) if not sources[first] else (target_path, source_path)
+        text = sources[first] or targets[first]
+        raise ValueError(
+            f"{len(one_sided)} line(s) of {source_path} / {target_path} are empty on one side only: line {shown}. "
+            f"E.g. line {first + 1} is empty in {empty} but reads {text[:60]!r} in {other}. Translate or remove "
+            f"these lines in both files (lines empty on both sides are skipped)."
+        )
+    pairs = [
+        {args.source_lang: source, args.target_lang: target} for source, target in zip(sources, targets) if source
+    ]
+    if len(pairs) < len(sources):
+        logger.info(f"{prefix}: skipped {len(sources) - len(pairs)} lines empty on both sides.")
+    logger.info(f"Read {len(pairs)} sentence pairs from {source_path} and {target_path}.")
+    return Dataset.from_dict({"translation": pairs})
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The stripped lines of a UTF-8 text file, `.gz` or not; only newlines end a line (not U+2028 and the like)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines = []
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                lines.append(line.decode("utf-8").strip())
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}, line {number}, is not UTF-8 ({error.reason}); convert the file to UTF-8."
+                ) from None
+    return lines
 
 
 def _check_columns(dataset: Dataset, split: str, args: DataArguments) -> None:

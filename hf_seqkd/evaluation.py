@@ -5,6 +5,7 @@ how peaked the model is (p(t=ŷ|s) of its own output), parameter counts and deco
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,9 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .translation import length_sorted_batches, output_length_limit, pad_right
+from .translation import length_sorted_batches, output_length_limit, pad_right, source_length_limit
+
+logger = logging.getLogger(__name__)
 
 # Keys whose values depend on the machine's load, not on the model.
 TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
@@ -77,6 +80,11 @@ def reference_perplexity(
     # Only the sources are truncated (as translate() does): a truncated reference would drop tokens from the score.
     source_ids = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
     target_ids = tokenizer(text_target=list(references))["input_ids"]
+    positions = getattr(model.config, "max_position_embeddings", None)  # a transformer's decoder takes no more
+    if positions is not None and any(len(ids) > positions for ids in target_ids):
+        count = sum(len(ids) > positions for ids in target_ids)
+        logger.warning(f"Perplexity: {count} references longer than the model's {positions} positions are cut there.")
+        target_ids = [ids[:positions] for ids in target_ids]
     pairs = list(zip(source_ids, target_ids))
     total_nll, total_tokens = 0.0, 0
     with _eval_mode(model), torch.inference_mode():
@@ -318,8 +326,8 @@ def _check_parallel(first: Sequence[str], second: Sequence[str], first_name: str
 
 
 def max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    # The same limit as translate(): longer sources would be rejected by the LSTM encoder.
-    return getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
+    # The same limit as translate(): longer sources would be rejected by the LSTM encoder (or overrun positions).
+    return source_length_limit(model, tokenizer)
 
 
 def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -102,8 +102,13 @@ def load_results(path: str | os.PathLike) -> dict:
 
 
 def is_hub_id(name: str | None) -> bool:
-    """Whether `name` reads as a Hub repository id (`namespace/name`) rather than a local path."""
-    return bool(name) and HUB_ID_PATTERN.match(name) is not None and not os.path.exists(name)
+    """
+    Whether `name` reads as a Hub repository id (`namespace/name`) rather than a local path (or the prefix of local
+    plain parallel text, such as `corpus/test` for `corpus/test.de` + `corpus/test.en`).
+    """
+    if not name or HUB_ID_PATTERN.match(name) is None:
+        return False
+    return not os.path.exists(name) and not glob.glob(f"{glob.escape(name)}.*")
 
 
 def model_card_data(

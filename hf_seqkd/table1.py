@@ -45,6 +45,9 @@ DESCRIPTIONS = {
     "pruned_50": "Seq-KD student, 50% pruned",
     "pruned_80": "Seq-KD student, 80% pruned",
     "pruned_90": "Seq-KD student, 90% pruned",
+    # recipes/table1/transformer_student.yaml: two Seq-KD students trained for the same wall time
+    "lstm_seq_kd_timed": "2x128 LSTM student, Seq-KD, timed",
+    "marian_seq_kd": "transformer (Marian) student, Seq-KD, same time",
 }
 # What the paper reports for these rows (WMT14 En-De, 4x1000 teacher, 2x500 students; BLEU greedy / beam 5),
 # for a side-by-side look; rows it does not give are absent.

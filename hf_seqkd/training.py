@@ -3,12 +3,14 @@
 import itertools
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import sacrebleu
 from datasets import Dataset
 from transformers import (
+    AutoConfig,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
@@ -17,7 +19,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
+    TrainerCallback,
 )
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import ModelArguments
@@ -102,22 +107,74 @@ def load_or_train_tokenizer(
 def build_model(
     model_args: ModelArguments, data_args: DataArguments, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
-    """The saved model to continue from, or a new LSTM seq2seq sized by the preset and overrides."""
+    """
+    The saved model to continue from; a new LSTM seq2seq sized by the preset, `model_config` and the size flags; or
+    a new model of another `model_type` (e.g. `marian`) from `model_config`. A new model takes its vocabulary size
+    and special tokens from `tokenizer` (the decoder starts from `<s>`, or `<pad>` when the tokenizer has no `<s>`).
+    """
     if model_args.model_name_or_path is not None:
         return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
-    make_config = PRESETS[model_args.preset] if model_args.preset else LSTMSeq2SeqConfig
-    config = make_config(
+    user_config = dict(model_args.model_config or {})
+    if model_args.is_lstm:
+        make_config = PRESETS[model_args.preset] if model_args.preset else LSTMSeq2SeqConfig
+        config = make_config(
+            **_token_ids(tokenizer),
+            # The data limits filter training pairs; the model accepts longer sources (up to the config's 256 or
+            # more) and generates up to twice the longest training target by default.
+            max_source_length=max(256, data_args.max_source_length),
+            max_target_length=2 * data_args.max_target_length,
+            **{**user_config, **model_args.config_overrides()},
+        )
+        return LSTMSeq2SeqForConditionalGeneration(config)
+    return _build_transformers_model(model_args.model_type, user_config, data_args, tokenizer)
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerBase) -> dict:
+    return dict(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        # The data limits filter training pairs; the model accepts longer sources (up to the config's 256 or more)
-        # and generates up to twice the longest training target by default.
-        max_source_length=max(256, data_args.max_source_length),
-        max_target_length=2 * data_args.max_target_length,
-        **model_args.config_overrides(),
     )
-    return LSTMSeq2SeqForConditionalGeneration(config)
+
+
+def _build_transformers_model(
+    model_type: str, user_config: dict, data_args: DataArguments, tokenizer: PreTrainedTokenizerBase
+) -> PreTrainedModel:
+    """A new `AutoModelForSeq2SeqLM` of `model_type` from `user_config`, its tokens those of `tokenizer`."""
+    token_ids = _token_ids(tokenizer)
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
+    token_ids["decoder_start_token_id"] = start
+    for name in ("vocab_size", "decoder_vocab_size"):
+        if name in user_config and user_config[name] != len(tokenizer):
+            raise ValueError(
+                f"model_config sets {name}={user_config[name]}, but the tokenizer has {len(tokenizer)} tokens: leave "
+                f"{name} out (it is taken from the tokenizer) or pick a tokenizer of that size."
+            )
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"model_type {model_type!r} is not a transformers model type (e.g. marian, bart, t5).")
+    if model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(
+            f"model_type {model_type!r} is not a seq2seq language model (AutoModelForSeq2SeqLM); use one such as "
+            f"marian, bart, t5 or lstm_seq2seq."
+        )
+    config = AutoConfig.for_model(model_type, **{**token_ids, **user_config})
+    positions = getattr(config, "max_position_embeddings", None)
+    longest = max(data_args.max_source_length, data_args.max_target_length)
+    if positions is not None and positions < longest:
+        raise ValueError(
+            f"model_config: max_position_embeddings={positions} is shorter than the data's max_source_length / "
+            f"max_target_length ({longest}); raise it, or lower those."
+        )
+    if getattr(config, "decoder_vocab_size", None) not in (None, len(tokenizer)):
+        config.decoder_vocab_size = len(tokenizer)  # e.g. Marian's default, meant for its own vocabularies
+    if getattr(config, "forced_eos_token_id", None) is not None and "forced_eos_token_id" not in user_config:
+        config.forced_eos_token_id = tokenizer.eos_token_id  # defaults name the architecture's own vocabulary
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    # Room to generate twice the longest training target, within the model's positions.
+    max_length = 2 * data_args.max_target_length + 1
+    model.generation_config.max_length = min(max_length, positions) if positions else max_length
+    return model
 
 
 def bleu_metrics(tokenizer: PreTrainedTokenizerBase):
@@ -135,6 +192,31 @@ def bleu_metrics(tokenizer: PreTrainedTokenizerBase):
         }
 
     return compute_metrics
+
+
+class TrainingTimeLimitCallback(TrainerCallback):
+    """
+    Stops training once `max_seconds` of wall time have passed since `on_train_begin`, checked after every optimizer
+    step; that last step is then evaluated (when the run evaluates at all) and saved, so that with
+    `load_best_model_at_end` it competes with the earlier checkpoints. For comparing models trained for equal time.
+    """
+
+    def __init__(self, max_seconds: float):
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}.")
+        self.max_seconds = max_seconds
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start < self.max_seconds:
+            return
+        logger.info(f"Training time limit of {self.max_seconds:.0f} s reached at step {state.global_step}: stopping.")
+        control.should_training_stop = True
+        control.should_evaluate = args.eval_strategy != "no"
+        control.should_save = args.save_strategy != "no"
 
 
 def run_training(

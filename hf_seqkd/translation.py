@@ -65,7 +65,7 @@ def translate(
     if num_beams < 1 or batch_size < 1:
         raise ValueError(f"num_beams and batch_size must be >= 1, got {num_beams} and {batch_size}.")
     if max_source_length is None:
-        max_source_length = getattr(model.config, "max_source_length", None) or tokenizer.model_max_length
+        max_source_length = source_length_limit(model, tokenizer)
     if max_new_tokens is not None:
         generate_kwargs.update(output_length_limit(max_new_tokens))
 
@@ -98,6 +98,19 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def source_length_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """
+    The longest source `model` takes, in tokens: its config's `max_source_length` (the LSTM's), else the tokenizer's
+    `model_max_length` capped by the config's `max_position_embeddings` (a transformer's position table, e.g.
+    Marian's: a longer source would index past it).
+    """
+    limit = getattr(model.config, "max_source_length", None)
+    if limit:
+        return limit
+    positions = getattr(model.config, "max_position_embeddings", None)
+    return min(tokenizer.model_max_length, positions) if positions else tokenizer.model_max_length
 
 
 def output_length_limit(max_new_tokens: int) -> dict:

@@ -13,6 +13,10 @@ Modes (`--mode`):
     combined   the paper's best: seq_kd, then fine-tuning on Seq-Inter data with the Word-KD loss; one run in two
                stages (`<output_dir>/stage1_seq_kd`, then `<output_dir>`), each resumable.
 
+The student is an LSTM seq2seq (sized by `--preset`, `--hidden_size`, ...) or any other transformers seq2seq model
+built from its config: `model_type: marian` and `model_config: {d_model: 256, ...}` in the YAML file. Every mode
+works for it; word_kd and combined need it to share the teacher's vocabulary (the default tokenizer in those modes).
+
 Validation and test always use the references of `--dataset_name` / the data files. At the end the student is
 evaluated on the test split (greedy and beam); `eval_results.json` and a model card (`README.md`, compared with the
 teacher's results when the teacher folder has them) are written next to it, and `--push_to_hub --hub_model_id
@@ -38,8 +42,14 @@ from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_paralle
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
-from hf_seqkd.training import EarlyStoppingArguments, build_model, load_or_train_tokenizer, run_training
-from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k
+from hf_seqkd.training import (
+    EarlyStoppingArguments,
+    TrainingTimeLimitCallback,
+    build_model,
+    load_or_train_tokenizer,
+    run_training,
+)
+from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k, check_same_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +72,9 @@ class StudentArguments:
         finetune_max_steps (`int`): its length in steps instead (-1: use `finetune_num_train_epochs`).
         seq_kd_model_name_or_path (`str`, *optional*): the combined mode's stage 1, when a Seq-KD student is trained
             already (e.g. the `seq_kd` row of Table 1): it is fine-tuned instead of training a new one.
+        max_train_seconds (`float`, *optional*): stop training after this many seconds of wall time (checked after
+            every optimizer step; the last step is then evaluated and saved), to compare students trained for the
+            same time. Counted from the start of this run's training: a resumed run gets the full budget again.
     """
 
     mode: str = field(default="baseline", metadata={"help": "Training regime.", "choices": list(MODES)})
@@ -75,6 +88,9 @@ class StudentArguments:
     finetune_max_steps: int = field(default=-1, metadata={"help": "Steps of the combined 2nd stage (-1: epochs)."})
     seq_kd_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Combined: fine-tune this trained Seq-KD student instead of training one."}
+    )
+    max_train_seconds: float | None = field(
+        default=None, metadata={"help": "Stop training after this many seconds of wall time (not for combined)."}
     )
 
 
@@ -98,13 +114,26 @@ def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, dat
     return load_from_disk(work_dir / "train")
 
 
-def train_stage(model, tokenizer, raw, data_args, training_args, stopping_args, teacher=None, cache_top_k=False):
+def check_word_kd_vocabulary(mode, student, teacher, tokenizer, teacher_tokenizer) -> None:
+    """Word-KD (modes word_kd, combined) needs a student that shares the teacher's vocabulary; checked up front."""
+    try:
+        check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer)
+    except ValueError as error:
+        raise ValueError(
+            f"--mode {mode}: {error} Or give the student the teacher's tokenizer: leave --tokenizer_name_or_path "
+            f"out (this mode then uses the teacher's) and vocab_size out of model_config."
+        ) from None
+
+
+def train_stage(
+    model, tokenizer, raw, data_args, training_args, stopping_args, teacher=None, cache_top_k=False, callbacks=None
+):
     """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
     if teacher is None:
         return run_training(
             model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-            early_stopping=stopping_args,
+            early_stopping=stopping_args, callbacks=callbacks,
         )  # fmt: skip
     if cache_top_k:
         with training_args.main_process_first(desc="caching the teacher's top-k"):
@@ -116,7 +145,7 @@ def train_stage(model, tokenizer, raw, data_args, training_args, stopping_args, 
         training_args = dataclasses.replace(training_args, teacher_model_name_or_path=None)
     return run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, early_stopping=stopping_args,
+        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, early_stopping=stopping_args, callbacks=callbacks,
     )  # fmt: skip
 
 
@@ -132,6 +161,11 @@ def main(args: list[str] | None = None) -> dict | None:
     teacher_path = training_args.teacher_model_name_or_path
     if mode in ("word_kd", "combined") and teacher_path is None:
         raise ValueError(f"--mode {mode} needs --teacher_model_name_or_path (its per-token distributions).")
+    if mode == "combined" and student_args.max_train_seconds is not None:
+        raise ValueError("--max_train_seconds limits one training run; the combined mode has two: leave it out.")
+    callbacks = None
+    if student_args.max_train_seconds is not None:
+        callbacks = [TrainingTimeLimitCallback(student_args.max_train_seconds)]
     if mode == "word_kd" and model_args.tokenizer_name_or_path is None:
         # Word-KD compares distributions token by token: the student uses the teacher's vocabulary.
         model_args.tokenizer_name_or_path = teacher_path
@@ -151,12 +185,14 @@ def main(args: list[str] | None = None) -> dict | None:
 
     if mode == "baseline":
         model = build_model(model_args, data_args, tokenizer)
-        trainer = train_stage(model, tokenizer, raw, data_args, training_args, stopping_args)
+        trainer = train_stage(model, tokenizer, raw, data_args, training_args, stopping_args, callbacks=callbacks)
     elif mode == "word_kd":
         model = build_model(model_args, data_args, tokenizer)
+        check_word_kd_vocabulary(mode, model, teacher, tokenizer, teacher_tokenizer)
         cache = student_args.word_kd_cache
         trainer = train_stage(
-            model, tokenizer, raw, data_args, training_args, stopping_args, teacher=teacher, cache_top_k=cache
+            model, tokenizer, raw, data_args, training_args, stopping_args, teacher=teacher, cache_top_k=cache,
+            callbacks=callbacks,
         )
     elif mode in ("seq_kd", "seq_inter"):
         folder = student_args.seq_kd_dataset if mode == "seq_kd" else student_args.seq_inter_dataset
@@ -164,8 +200,15 @@ def main(args: list[str] | None = None) -> dict | None:
             mode, folder, raw["train"], teacher, teacher_tokenizer, student_args, data_args, training_args.output_dir
         )
         model = build_model(model_args, data_args, tokenizer)
-        trainer = train_stage(model, tokenizer, with_train(train), data_args, training_args, stopping_args)
+        trainer = train_stage(
+            model, tokenizer, with_train(train), data_args, training_args, stopping_args, callbacks=callbacks
+        )
     else:  # combined: Seq-KD, then Word-KD fine-tuning on Seq-Inter data
+        given = student_args.seq_kd_model_name_or_path
+        model = (
+            AutoModelForSeq2SeqLM.from_pretrained(given) if given else build_model(model_args, data_args, tokenizer)
+        )
+        check_word_kd_vocabulary(mode, model, teacher, tokenizer, teacher_tokenizer)  # before any data or training
         seq_inter_train = distilled_train_split(
             "seq_inter", student_args.seq_inter_dataset, raw["train"], teacher, teacher_tokenizer, student_args,
             data_args, training_args.output_dir,
@@ -182,7 +225,6 @@ def main(args: list[str] | None = None) -> dict | None:
                 data_args, training_args.output_dir,
             )  # fmt: skip
             stage1_args = dataclasses.replace(training_args, output_dir=str(stage1_dir))
-            model = build_model(model_args, data_args, tokenizer)
             train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args, stopping_args)
         stage2 = {
             "num_train_epochs": student_args.finetune_num_train_epochs,

@@ -106,3 +106,78 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
     config.write_text("dataset_name: bible_es_en\nhiden_size: 64\n")
     with pytest.raises(ValueError, match=r"unknown keys \['hiden_size'\]"):
         parse_args((ModelArguments, DataArguments, Seq2SeqTrainingArguments), ["--config", str(config)])
+
+
+def write_plain_text(prefix, sources, targets, compress=()):
+    """`prefix.es` and `prefix.en`, one sentence per line; the languages in `compress` as `.gz`."""
+    for lang, lines in (("es", sources), ("en", targets)):
+        text = "".join(f"{line}\n" for line in lines)
+        if lang in compress:
+            with gzip.open(f"{prefix}.{lang}.gz", "wt", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            with open(f"{prefix}.{lang}", "w", encoding="utf-8") as handle:
+                handle.write(text)
+    return str(prefix)
+
+
+def test_plain_parallel_text_by_prefix_plain_and_gz(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    write_plain_text(tmp_path / "corpus" / "train", SOURCES, TARGETS)
+    write_plain_text(tmp_path / "corpus" / "valid", SOURCES[:2], TARGETS[:2], compress=("es", "en"))
+    write_plain_text(tmp_path / "corpus" / "test", SOURCES[2:], TARGETS[2:], compress=("en",))
+    # A line with a Unicode line separator is one line (only newlines end lines), and lines empty on both sides go.
+    (tmp_path / "corpus" / "test.es").write_text("a\u2028b\n\n" + "".join(f"{s}\n" for s in SOURCES[2:]))
+    (tmp_path / "corpus" / "test.en.gz").unlink()
+    (tmp_path / "corpus" / "test.en").write_text("ab\n \n" + "".join(f"{t}\r\n" for t in TARGETS[2:]))
+    args = DataArguments(
+        train_file=str(tmp_path / "corpus" / "train"),
+        validation_file=str(tmp_path / "corpus" / "valid"),
+        test_file=str(tmp_path / "corpus" / "test"),
+        source_lang="es",
+        target_lang="en",
+    )
+    raw = load_parallel_dataset(args)
+    assert raw["train"]["translation"] == [{"es": es, "en": en} for es, en in zip(SOURCES, TARGETS)]
+    assert source_and_target_texts(raw["validation"], args) == (SOURCES[:2], TARGETS[:2])
+    assert source_and_target_texts(raw["test"], args) == (["a\u2028b", *SOURCES[2:]], ["ab", *TARGETS[2:]])
+
+
+@pytest.mark.parametrize(
+    "layout, error, message",
+    [
+        (
+            "missing_target",
+            FileNotFoundError,
+            r"needs one file per language, .*train\.es and .*train\.en .* no .*train\.en or .*train\.en\.gz",
+        ),
+        ("missing_both", FileNotFoundError, r"no .*train\.es or .*train\.es\.gz"),
+        ("both_plain_and_gz", ValueError, r"Both .*train\.en and .*train\.en\.gz exist"),
+        ("line_counts", ValueError, r"train\.es has 6 lines but .*train\.en has 5"),
+        (
+            "one_sided",
+            ValueError,
+            r"empty on one side only: line 2, 5\. E\.g\. line 2 is empty in .*train\.en but reads",
+        ),
+        ("not_utf8", ValueError, r"train\.es, line 3, is not UTF-8"),
+    ],
+)
+def test_plain_text_errors_name_the_files_and_lines(tmp_path, layout, error, message):
+    prefix = tmp_path / "train"
+    targets = list(TARGETS)
+    if layout == "line_counts":
+        targets = targets[:5]
+    if layout == "one_sided":
+        targets[1] = targets[4] = "  "
+    write_plain_text(prefix, SOURCES, targets)
+    if layout == "missing_target":
+        (tmp_path / "train.en").unlink()
+    if layout == "missing_both":
+        (tmp_path / "train.en").unlink()
+        (tmp_path / "train.es").unlink()
+    if layout == "both_plain_and_gz":
+        write_plain_text(prefix, SOURCES, TARGETS, compress=("en",))
+    if layout == "not_utf8":
+        (tmp_path / "train.es").write_bytes("\n".join(SOURCES).encode("utf-8").replace(b"dijo", b"\xe9") + b"\n")
+    with pytest.raises(error, match=message):
+        load_parallel_dataset(DataArguments(train_file=str(prefix), source_lang="es", target_lang="en"))

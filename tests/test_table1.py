@@ -3,6 +3,7 @@ quick plan on tiny data, skips finished stages, stops at a failure, and writes r
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from hf_seqkd.table1 import (
 
 REPO = Path(__file__).resolve().parent.parent
 PLANS = sorted((REPO / "recipes" / "table1").glob("*.yaml"))
+# Plans of rows beside Table 1 rather than the table itself: they run after quick.yaml in its output_root.
+BESIDE_TABLE1 = {"transformer_student.yaml"}
 
 
 def load_driver():
@@ -56,14 +59,15 @@ def test_markdown_and_plot(tmp_path):
 def test_plan_has_every_row_and_every_stage_command_parses(plan_path):
     driver = load_driver()
     plan = driver.load_plan(plan_path)
-    assert list(plan["rows"]) == list(TABLE1_MODELS)
+    if plan_path.name not in BESIDE_TABLE1:
+        assert list(plan["rows"]) == list(TABLE1_MODELS)
     stages = plan["stages"]
     for stage in stages.values():
         cmd, env = driver.command(stage, Path("/tmp/table1"), 1, list(stages))
         script = cmd.index(str(REPO / stage.script))
         # Every override is a flag of the script, every "{stage}" placeholder a stage of the plan.
         parse_args(script_arguments(REPO / stage.script), cmd[script + 1 :])
-        assert not any("{" in part for part in cmd), cmd
+        assert not any(re.search(r"\{\w+\}", part) for part in cmd), cmd  # every placeholder filled
         assert env["OMP_NUM_THREADS"] == "1"
 
 

@@ -98,11 +98,12 @@ def load_plan(config_path: str | Path, output_root: str | None = None) -> dict:
         unknown = [speed.get(role) for role in ("student", "teacher") if speed.get(role) not in rows]
         if unknown:
             raise ValueError(f"speed: student and teacher must be rows of the table; {unknown} are not.")
-        stages["decode_speed"] = Stage(
-            name="decode_speed",
+        name = speed_stage_name(plan)  # a plan sharing another's output_root names its own
+        stages[name] = Stage(
+            name=name,
             script="benchmarks/bench_decode_speed.py",
             args={"student": f"{{{rows[speed['student']]}}}", "teacher": f"{{{rows[speed['teacher']]}}}",
-                  **{k: v for k, v in speed.items() if k not in ("student", "teacher")}},
+                  **{k: v for k, v in speed.items() if k not in ("student", "teacher", "name")}},
             after=[f"eval_{row}" for row in rows],
             exclusive=True,
             estimate_minutes=plan.get("estimates", {}).get("decode_speed"),
@@ -113,6 +114,11 @@ def load_plan(config_path: str | Path, output_root: str | None = None) -> dict:
             raise ValueError(f"Stage {stage.name!r} runs after {missing}, which {config_path} does not define.")
     plan["stages"] = stages
     return plan
+
+
+def speed_stage_name(plan: dict) -> str:
+    """The speed benchmark's stage (and folder): `speed.name`, by default `decode_speed`."""
+    return (plan.get("speed") or {}).get("name", "decode_speed")
 
 
 def command(stage: Stage, root: Path, threads: int, stage_names: list[str]) -> tuple[list[str], dict]:
@@ -327,7 +333,7 @@ def report(plan: dict) -> list[dict]:
     rows = collect_rows({row: root / f"eval_{row}" / "eval_results.json" for row in plan["rows"]})
     first = json.loads((root / f"eval_{next(iter(plan['rows']))}" / "eval_results.json").read_text())
     origin = provenance()
-    speed_dir = root / "decode_speed"
+    speed_dir = root / speed_stage_name(plan)
     if (speed_dir / "decode_speed.json").is_file():
         speed = json.loads((speed_dir / "decode_speed.json").read_text())
         machine = speed["machine"]

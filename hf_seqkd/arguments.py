@@ -10,6 +10,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
+from .checks import check_arguments
 from .configuration_lstm_seq2seq import ATTENTION_SCORES, PRESETS
 
 
@@ -75,7 +76,9 @@ class ModelArguments:
 def parse_args(dataclass_types, args: list[str] | None = None):
     """
     Parses `dataclass_types` from `--config file.yaml` (keys are the flag names) and the command line; flags given
-    on the command line win over the file. Unknown keys in the file are an error, not silently ignored.
+    on the command line win over the file. Unknown keys in the file are an error, not silently ignored; so are paths
+    of models, tokenizers and distilled datasets that do not exist, and non-finite rates
+    ([`~hf_seqkd.checks.check_arguments`]).
     """
     args = sys.argv[1:] if args is None else args
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
@@ -96,7 +99,9 @@ def parse_args(dataclass_types, args: list[str] | None = None):
         for name in defaults:
             destinations[name].required = False  # satisfied by the file
         parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(remaining)
+    parsed = parser.parse_args_into_dataclasses(remaining)
+    check_arguments(*parsed)  # paths exist, rates are finite: before any data or model is loaded
+    return parsed
 
 
 def setup_logging(is_main_process: bool = True) -> None:

@@ -5,7 +5,9 @@ how peaked the model is (p(t=ŷ|s) of its own output), parameter counts and deco
 
 import contextlib
 import json
+import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +17,8 @@ from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .translation import length_sorted_batches, output_length_limit, pad_right
+
+logger = logging.getLogger(__name__)
 
 # Keys whose values depend on the machine's load, not on the model.
 TIMING_KEYS = ("words_per_sec_greedy", "words_per_sec_beam", "tokens_per_sec_greedy", "tokens_per_sec_beam")
@@ -90,7 +94,14 @@ def reference_perplexity(
             token_nll = _token_nll(logits, labels)
             total_nll += token_nll.sum().item()
             total_tokens += labels.ne(-100).sum().item()
-    return math.exp(total_nll / total_tokens)
+    mean_nll = total_nll / total_tokens
+    if not mean_nll < math.log(sys.float_info.max):  # NaN too
+        logger.warning(
+            f"Mean NLL of the references is {mean_nll:.4g} nats per token: the model is broken (diverged training?), "
+            f"and its perplexity is reported as {'nan' if math.isnan(mean_nll) else 'inf'}."
+        )
+        return mean_nll if math.isnan(mean_nll) else math.inf
+    return math.exp(mean_nll)
 
 
 def decode_and_score(

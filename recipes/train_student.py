@@ -31,12 +31,13 @@ from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
+from hf_seqkd.checks import check_parallel_rows
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
 from hf_seqkd.training import build_model, load_or_train_tokenizer, run_training
-from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k
+from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k, check_same_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,11 @@ class StudentArguments:
 
 def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, data_args, output_dir):
     """The training split of Seq-KD (`mode` seq_kd) or Seq-Inter data: read from `folder`, or made and cached."""
-    if folder is not None:
-        return load_from_disk(folder)["train"]
-    if teacher is None:
-        raise ValueError(f"--mode needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path.")
+    if folder is not None:  # checked by parse_args: a dataset folder with a train split
+        where = f"--{mode}_dataset {folder} (train split)"
+        return check_parallel_rows(
+            load_from_disk(folder)["train"], data_args.source_lang, data_args.target_lang, where
+        )
     num_beams = args.seq_inter_num_beams if mode == "seq_inter" else 5
     config = SequenceDistillationConfig(mode=mode, num_beams=num_beams, batch_size=args.distill_batch_size)
     work_dir = Path(output_dir) / f"{mode}_data"
@@ -95,7 +97,9 @@ def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, dat
     return load_from_disk(work_dir / "train")
 
 
-def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, cache_top_k=False):
+def train_stage(
+    model, tokenizer, raw, data_args, training_args, teacher=None, cache_top_k=False, teacher_tokenizer=None
+):
     """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
     if teacher is None:
@@ -107,7 +111,7 @@ def train_stage(model, tokenizer, raw, data_args, training_args, teacher=None, c
         teacher = None  # trained from the cached columns, with no teacher in the trainer
     return run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher,
+        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, teacher_processing_class=teacher_tokenizer,
     )  # fmt: skip
 
 
@@ -128,6 +132,12 @@ def main(args: list[str] | None = None) -> dict | None:
         model_args.tokenizer_name_or_path = teacher_path
     if mode == "combined" and model_args.tokenizer_name_or_path is None:
         model_args.tokenizer_name_or_path = student_args.seq_kd_model_name_or_path or teacher_path
+    folder = {"seq_kd": student_args.seq_kd_dataset, "seq_inter": student_args.seq_inter_dataset}.get(mode)
+    if mode in ("seq_kd", "seq_inter") and folder is None and teacher_path is None:
+        raise ValueError(
+            f"--mode {mode} needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path (a folder made "
+            f"by recipes/distill_data.py, or the teacher to make the data in this run)."
+        )
 
     raw = load_parallel_dataset(data_args)
     teacher = teacher_tokenizer = None
@@ -136,6 +146,8 @@ def main(args: list[str] | None = None) -> dict | None:
         teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
+    if mode in ("word_kd", "combined"):  # before any training: combined trains a whole Seq-KD stage first
+        check_same_tokenizer(tokenizer, teacher_tokenizer)
 
     def with_train(split):
         return type(raw)({**raw, "train": split})
@@ -145,7 +157,10 @@ def main(args: list[str] | None = None) -> dict | None:
     elif mode == "word_kd":
         model = build_model(model_args, data_args, tokenizer)
         cache = student_args.word_kd_cache
-        trainer = train_stage(model, tokenizer, raw, data_args, training_args, teacher=teacher, cache_top_k=cache)
+        trainer = train_stage(
+            model, tokenizer, raw, data_args, training_args, teacher=teacher, cache_top_k=cache,
+            teacher_tokenizer=teacher_tokenizer,
+        )  # fmt: skip
     elif mode in ("seq_kd", "seq_inter"):
         folder = student_args.seq_kd_dataset if mode == "seq_kd" else student_args.seq_inter_dataset
         train = distilled_train_split(
@@ -180,7 +195,10 @@ def main(args: list[str] | None = None) -> dict | None:
             stage2["learning_rate"] = student_args.finetune_learning_rate
         stage2_args = dataclasses.replace(training_args, **stage2)
         model = AutoModelForSeq2SeqLM.from_pretrained(stage1_dir)
-        trainer = train_stage(model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, teacher=teacher)
+        trainer = train_stage(
+            model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, teacher=teacher,
+            teacher_tokenizer=teacher_tokenizer,
+        )  # fmt: skip
 
     if "test" in raw and trainer.is_world_process_zero():
         results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)

@@ -3,7 +3,8 @@ Checks of what a user hands the recipes and `hf-seqkd-translate`: data files and
 checkpoints to resume from, training arguments.
 
 They run before the first expensive step of a job (tokenizing, generating, training), and each error names the file,
-line, row or argument at fault and says what to do. docs/bad_input.md lists every bad input and what it gets.
+line, row or argument at fault and says what to do. The README section "What bad input gets" lists every bad input
+and what it gets.
 """
 
 import gzip

@@ -1,5 +1,6 @@
 """Bad input and faults: each gets a clear error (naming the file, line or argument, and the fix) or the handling a
-careful user expects, before any expensive step; nothing good is lost. The table in docs/bad_input.md lists them."""
+careful user expects, before any expensive step; nothing good is lost. The README table "What bad input gets" lists
+them."""
 
 import importlib.util
 import json
@@ -158,9 +159,7 @@ def test_seq_kd_student_before_its_data_exist(tmp_path):
         )
     (tmp_path / "distilled" / "shards").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="distill_data.py has not finished there"):
-        parse_args(
-            (load_recipe("train_student").StudentArguments,), ["--seq_kd_dataset", str(tmp_path / "distilled")]
-        )
+        parse_args((load_recipe("train_student").StudentArguments,), ["--seq_kd_dataset", str(tmp_path / "distilled")])
 
 
 # ---- Training: divergence, checkpoints, resuming ------------------------------------------------------------------
@@ -187,7 +186,9 @@ def test_diverging_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, t
     out = tmp_path / "out"
     # Adam's steps of 1e36 overflow the loss (inf) from step 2 on, while the weights stay finite: the Trainer's
     # logging_nan_inf_filter would have logged that loss as 0 and trained on.
-    with pytest.raises(NonFiniteLossError, match=r"diverged at step 2: the training loss is inf.*Lower --learning_rate"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"diverged at step 2: the training loss is inf.*Lower --learning_rate"
+    ):
         train(model, tokenizer, train_dataset, out, learning_rate=1e36, save_steps=1, max_steps=6)
     assert not (out / "model.safetensors").exists()  # no final model
     checkpoints = sorted(out.glob("checkpoint-*"))

@@ -73,12 +73,12 @@ class ModelArguments:
         return overrides
 
 
-def parse_args(dataclass_types, args: list[str] | None = None):
+def parse_args(dataclass_types, args: list[str] | None = None, check_inputs: bool = True):
     """
     Parses `dataclass_types` from `--config file.yaml` (keys are the flag names) and the command line; flags given
-    on the command line win over the file. Unknown keys in the file are an error, not silently ignored; so are paths
-    of models, tokenizers and distilled datasets that do not exist, and non-finite rates
-    ([`~hf_seqkd.checks.check_arguments`]).
+    on the command line win over the file. Unknown keys in the file are an error, not silently ignored. With
+    `check_inputs` (the default; off only to parse a config whose inputs are not made yet), so are paths of models and
+    tokenizers that do not exist, and non-finite rates ([`~hf_seqkd.checks.check_arguments`]).
     """
     args = sys.argv[1:] if args is None else args
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
@@ -100,7 +100,8 @@ def parse_args(dataclass_types, args: list[str] | None = None):
             destinations[name].required = False  # satisfied by the file
         parser.set_defaults(**defaults)
     parsed = parser.parse_args_into_dataclasses(remaining)
-    check_arguments(*parsed)  # paths exist, rates are finite: before any data or model is loaded
+    if check_inputs:
+        check_arguments(*parsed)  # paths exist, rates are finite: before any data or model is loaded
     return parsed
 
 

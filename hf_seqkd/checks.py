@@ -265,25 +265,23 @@ def check_distilled_dataset(folder: str | None, argument: str) -> None:
 
 # ---- Arguments ----------------------------------------------------------------------------------------------------
 
-# Every recipe argument that names a model, tokenizer or distilled dataset, and what it must be.
+# Every recipe argument that names a model or tokenizer. (Distilled dataset folders are checked by the recipe, which
+# knows which its mode uses: [`check_distilled_dataset`].)
 MODEL_ARGUMENTS = ("model_name_or_path", "teacher_model_name_or_path", "seq_kd_model_name_or_path")
 TOKENIZER_ARGUMENTS = ("tokenizer_name_or_path",)
-DISTILLED_DATASET_ARGUMENTS = ("seq_kd_dataset", "seq_inter_dataset")
 FINITE_ARGUMENTS = ("learning_rate", "finetune_learning_rate", "max_grad_norm", "alpha", "temperature")
 
 
 def check_arguments(*parsed) -> None:
     """
-    Checks the parsed recipe arguments (dataclasses) before anything is loaded: the paths of models, tokenizers and
-    distilled datasets exist, and the learning rates and loss weights are finite numbers.
+    Checks the parsed recipe arguments (dataclasses) before anything is loaded: the paths of models and tokenizers
+    exist, and the learning rates and loss weights are finite numbers.
     """
     for arguments in parsed:
         for name in MODEL_ARGUMENTS:
             check_model_path(getattr(arguments, name, None), f"--{name}")
         for name in TOKENIZER_ARGUMENTS:
             check_model_path(getattr(arguments, name, None), f"--{name}", kind="tokenizer")
-        for name in DISTILLED_DATASET_ARGUMENTS:
-            check_distilled_dataset(getattr(arguments, name, None), f"--{name}")
         for name in FINITE_ARGUMENTS:
             value = getattr(arguments, name, None)
             if isinstance(value, float) and not math.isfinite(value):

@@ -31,7 +31,7 @@ from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
-from hf_seqkd.checks import check_parallel_rows
+from hf_seqkd.checks import check_distilled_dataset, check_parallel_rows
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
@@ -78,7 +78,7 @@ class StudentArguments:
 
 def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, data_args, output_dir):
     """The training split of Seq-KD (`mode` seq_kd) or Seq-Inter data: read from `folder`, or made and cached."""
-    if folder is not None:  # checked by parse_args: a dataset folder with a train split
+    if folder is not None:  # checked by main: a dataset folder with a train split
         where = f"--{mode}_dataset {folder} (train split)"
         return check_parallel_rows(
             load_from_disk(folder)["train"], data_args.source_lang, data_args.target_lang, where
@@ -123,7 +123,7 @@ def main(args: list[str] | None = None) -> dict | None:
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
-    mode = student_args.mode
+    mode, seq_kd_student = student_args.mode, student_args.seq_kd_model_name_or_path
     teacher_path = training_args.teacher_model_name_or_path
     if mode in ("word_kd", "combined") and teacher_path is None:
         raise ValueError(f"--mode {mode} needs --teacher_model_name_or_path (its per-token distributions).")
@@ -138,6 +138,10 @@ def main(args: list[str] | None = None) -> dict | None:
             f"--mode {mode} needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path (a folder made "
             f"by recipes/distill_data.py, or the teacher to make the data in this run)."
         )
+    stage1_done = (Path(training_args.output_dir) / "stage1_seq_kd" / "train_results.json").is_file()
+    for kind in ("seq_kd", "seq_inter"):  # the data folders this run reads, before anything is loaded
+        if mode == kind or (mode == "combined" and (kind == "seq_inter" or not (seq_kd_student or stage1_done))):
+            check_distilled_dataset(getattr(student_args, f"{kind}_dataset"), f"--{kind}_dataset")
 
     raw = load_parallel_dataset(data_args)
     teacher = teacher_tokenizer = None

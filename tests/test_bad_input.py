@@ -159,7 +159,7 @@ def test_seq_kd_student_before_its_data_exist(tmp_path):
         )
     (tmp_path / "distilled" / "shards").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="distill_data.py has not finished there"):
-        parse_args((load_recipe("train_student").StudentArguments,), ["--seq_kd_dataset", str(tmp_path / "distilled")])
+        checks.check_distilled_dataset(str(tmp_path / "distilled"), "--seq_kd_dataset")
 
 
 # ---- Training: divergence, checkpoints, resuming ------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
+from .checks import check_arguments
 from .configuration_lstm_seq2seq import ATTENTION_SCORES, PRESETS
 
 
@@ -120,10 +121,12 @@ class ModelArguments:
         return overrides
 
 
-def parse_args(dataclass_types, args: list[str] | None = None):
+def parse_args(dataclass_types, args: list[str] | None = None, check_inputs: bool = True):
     """
     Parses `dataclass_types` from `--config file.yaml` (keys are the flag names) and the command line; flags given
-    on the command line win over the file. Unknown keys in the file are an error, not silently ignored.
+    on the command line win over the file. Unknown keys in the file are an error, not silently ignored. With
+    `check_inputs` (the default; off only to parse a config whose inputs are not made yet), so are paths of models and
+    tokenizers that do not exist, and non-finite rates ([`~hf_seqkd.checks.check_arguments`]).
     """
     args = sys.argv[1:] if args is None else args
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
@@ -144,7 +147,10 @@ def parse_args(dataclass_types, args: list[str] | None = None):
         for name in defaults:
             destinations[name].required = False  # satisfied by the file
         parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(remaining)
+    parsed = parser.parse_args_into_dataclasses(remaining)
+    if check_inputs:
+        check_arguments(*parsed)  # paths exist, rates are finite: before any data or model is loaded
+    return parsed
 
 
 def setup_logging(is_main_process: bool = True) -> None:

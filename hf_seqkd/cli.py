@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as transformers_logging
 
+from .checks import check_model_path
 from .translation import load_translation_model, translate
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,14 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_lines(path: str | None) -> list[str]:
-    """The lines of `path` (standard input when `None` or `-`), without their line ends."""
+    """
+    The lines of `path` (standard input when `None` or `-`), UTF-8, without their line ends. Lines end at `\n` only
+    (a `\r` before it is dropped): a lone `\r` inside a line stays in it, so that output lines match input lines.
+    """
     if path is None or path == "-":
-        if hasattr(sys.stdin, "reconfigure"):
-            # The locale's encoding may not be UTF-8 (Windows, C locale); the corpora are.
-            sys.stdin.reconfigure(encoding="utf-8")
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    with open(path, encoding="utf-8") as stream:
-        return [line.rstrip("\r\n") for line in stream]
+        stream = getattr(sys.stdin, "buffer", None)
+        # Bytes where there are any: the locale's encoding may not be UTF-8 (Windows, C locale); the corpora are.
+        content = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        name = "standard input"
+    else:
+        content, name = Path(path).read_bytes(), path
+    lines = content.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the end of the last line, not a line
+    decoded = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{name}, line {number}: not UTF-8 ({error.reason}); convert it, e.g. with iconv."
+            ) from None
+        decoded.append(text[:-1] if text.endswith("\r") else text)
+    return decoded
 
 
 def translate_lines(lines: list[str], model, tokenizer, progress: bool = False, **translate_kwargs) -> list[str]:
@@ -91,12 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.num_beams < 1 or args.batch_size < 1:
-        parser.error("--num_beams and --batch_size must be >= 1.")
+    for name in ("num_beams", "batch_size", "max_new_tokens", "max_source_length"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} {value}: must be >= 1.")
     if args.input not in (None, "-") and not Path(args.input).is_file():
         parser.error(f"--input {args.input}: no such file.")
-
-    lines = read_lines(args.input)
+    try:
+        check_model_path(args.model, "--model")
+        lines = read_lines(args.input)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     bars_were_enabled = transformers_logging.is_progress_bar_enabled()
     if args.output is None:

@@ -4,11 +4,14 @@
 import contextlib
 import gzip
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
+
+from .checks import check_parallel_rows, could_be_hub_id, jsonl_line_of_row, read_tsv, scan_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -90,52 +93,61 @@ def load_parallel_dataset(args: DataArguments) -> DatasetDict:
     """
     Loads the raw parallel data as a `DatasetDict` whose splits (`train`, `validation`, `test`, as present) each
     have a `translation` column holding `{source_lang: ..., target_lang: ...}`.
+
+    Every row kept is checked (after `max_train_samples` / `max_eval_samples`): a row without a source or target
+    string is an error naming its file and line (or split and row), and pairs whose source or target is empty or only
+    whitespace are dropped with a warning that counts them ([`~hf_seqkd.checks.check_parallel_rows`]).
     """
+    files, locators = {}, {}
     if args.dataset_name == "bible_es_en":
-        files = {split: str(BUNDLED_CORPUS / f"{split}.jsonl.gz") for split in SPLITS}
-        raw = load_dataset("json", data_files=files)
+        raw = load_dataset("json", data_files={split: str(BUNDLED_CORPUS / f"{split}.jsonl.gz") for split in SPLITS})
     elif args.dataset_name is not None and (Path(args.dataset_name) / "dataset_dict.json").is_file():
         raw = load_from_disk(args.dataset_name)  # e.g. Seq-KD data written by recipes/distill_data.py
     elif args.dataset_name is not None:
+        if not Path(args.dataset_name).exists() and not could_be_hub_id(args.dataset_name):
+            raise FileNotFoundError(
+                f"--dataset_name {args.dataset_name}: no such folder (nor a Hub dataset id). A Seq-KD or Seq-Inter "
+                f"dataset folder is made by recipes/distill_data.py, in <its output_dir>/dataset."
+            )
         raw = load_dataset(args.dataset_name, args.dataset_config_name)
     else:
         files = {s: f for s, f in zip(SPLITS, (args.train_file, args.validation_file, args.test_file)) if f}
-        raw = DatasetDict(
-            {
-                split: read_plain_text_pair(path, args)
-                if is_plain_text_prefix(path, args)
-                else _load_local_file(path, args)
-                for split, path in files.items()
-            }
-        )
-    for split, dataset in raw.items():
-        _check_columns(dataset, split, args)
+        raw = DatasetDict()
+        for split, path in files.items():
+            if is_plain_text_prefix(path, args):
+                raw[split] = read_plain_text_pair(path, args)
+            else:
+                raw[split], locators[split] = _load_local_file(path, args)
     if args.max_train_samples is not None and "train" in raw:
         raw["train"] = raw["train"].select(range(min(args.max_train_samples, len(raw["train"]))))
     if args.max_eval_samples is not None:
         for split in ("validation", "test"):
             if split in raw:
                 raw[split] = raw[split].select(range(min(args.max_eval_samples, len(raw[split]))))
+    for split in list(raw):
+        where = files.get(split) or f"{args.dataset_name} ({split} split)"
+        raw[split] = check_parallel_rows(raw[split], args.source_lang, args.target_lang, where, locators.get(split))
     return raw
 
 
-def _load_local_file(path: str, args: DataArguments) -> Dataset:
+def _load_local_file(path: str, args: DataArguments) -> tuple[Dataset, Callable[[int], str]]:
+    """The file's rows, and a function naming row i by its line in the file."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"Data file {path} does not exist.")
     suffixes = Path(path).suffixes
     if ".tsv" in suffixes:
-        table = load_dataset(
-            "csv", data_files=path, delimiter="\t", column_names=[args.source_lang, args.target_lang], quoting=3
-        )["train"]
-        return table.map(
-            lambda row: {
-                "translation": {args.source_lang: row[args.source_lang], args.target_lang: row[args.target_lang]}
-            },
-            remove_columns=table.column_names,
-            desc=f"Reading {Path(path).name}",
-        )
+        return read_tsv(path, args.source_lang, args.target_lang), lambda row: f"line {row + 1}"
     if ".jsonl" in suffixes or ".json" in suffixes:
-        return load_dataset("json", data_files=path)["train"]
+        blank_lines = scan_jsonl(path)
+        try:
+            dataset = load_dataset("json", data_files=path)["train"]
+        except Exception as error:  # pyarrow's and datasets' parse errors do not name the file
+            raise ValueError(
+                f"Cannot read {path} as JSON Lines: {error}. Each line must be one JSON object such as "
+                f'{{"translation": {{"{args.source_lang}": "...", "{args.target_lang}": "..."}}}}, with the same '
+                f"types on every line."
+            ) from error
+        return dataset, jsonl_line_of_row(blank_lines)
     raise ValueError(f"Cannot read {path}: use JSON Lines (.jsonl, .jsonl.gz) with a `translation` column, or .tsv.")
 
 
@@ -233,23 +245,6 @@ def _read_lines(path: Path) -> list[str]:
                     f"{path}, line {number}, is not UTF-8 ({error.reason}); convert the file to UTF-8."
                 ) from None
     return lines
-
-
-def _check_columns(dataset: Dataset, split: str, args: DataArguments) -> None:
-    if "translation" not in dataset.column_names:
-        raise ValueError(
-            f"The {split} split has columns {dataset.column_names} but no `translation` column of "
-            f"{{{args.source_lang!r}: ..., {args.target_lang!r}: ...}}."
-        )
-    if len(dataset) == 0:
-        raise ValueError(f"The {split} split is empty.")
-    languages = set(dataset[0]["translation"])
-    missing = {args.source_lang, args.target_lang} - languages
-    if missing:
-        raise ValueError(
-            f"The {split} split's `translation` has languages {sorted(languages)}, not {sorted(missing)}; "
-            f"set --source_lang/--target_lang."
-        )
 
 
 def source_and_target_texts(dataset: Dataset, args: DataArguments) -> tuple[list[str], list[str]]:

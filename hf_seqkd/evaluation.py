@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .translation import length_sorted_batches, output_length_limit, pad_right, source_length_limit
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,14 @@ def reference_perplexity(
             token_nll = _token_nll(logits, labels)
             total_nll += token_nll.sum().item()
             total_tokens += labels.ne(-100).sum().item()
-    return math.exp(total_nll / total_tokens)
+    mean_nll = total_nll / total_tokens
+    if not mean_nll < math.log(sys.float_info.max):  # NaN too
+        logger.warning(
+            f"Mean NLL of the references is {mean_nll:.4g} nats per token: the model is broken (diverged training?), "
+            f"and its perplexity is reported as {'nan' if math.isnan(mean_nll) else 'inf'}."
+        )
+        return mean_nll if math.isnan(mean_nll) else math.inf
+    return math.exp(mean_nll)
 
 
 def decode_and_score(

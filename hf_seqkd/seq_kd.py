@@ -87,10 +87,19 @@ def check_distillation_inputs(
         raise ValueError(f"The dataset has columns {dataset.column_names} but no `translation` column.")
     if len(dataset) == 0:
         raise ValueError("The dataset is empty.")
-    languages = set(dataset[0]["translation"])
-    if not {source_lang, target_lang} <= languages:
-        raise ValueError(f"`translation` has languages {sorted(languages)}, not {source_lang!r} and {target_lang!r}.")
-    empty = [i for i, pair in enumerate(dataset["translation"]) if not (pair[source_lang] or "").strip()]
+    pairs = dataset["translation"]
+    missing = [
+        i
+        for i, pair in enumerate(pairs)
+        if not all(isinstance(pair.get(lang), str) for lang in (source_lang, target_lang))
+    ]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} rows (rows {missing[:10]}{' ...' if len(missing) > 10 else ''}) have no {source_lang!r} "
+            f"or no {target_lang!r} text in `translation` (e.g. {pairs[missing[0]]}); every row needs both, the "
+            f"reference too (it is kept and scored). Fix or remove them."
+        )
+    empty = [i for i, pair in enumerate(pairs) if not pair[source_lang].strip()]
     if empty:
         raise ValueError(
             f"{len(empty)} empty source sentences (rows {empty[:10]}{' ...' if len(empty) > 10 else ''}); "

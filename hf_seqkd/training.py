@@ -2,12 +2,14 @@
 
 import itertools
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import sacrebleu
+import torch
 from datasets import Dataset
 from transformers import (
     AutoConfig,
@@ -26,6 +28,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_L
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import ModelArguments
+from .checks import check_resumable, last_intact_checkpoint
 from .configuration_lstm_seq2seq import PRESETS, LSTMSeq2SeqConfig
 from .data import DataArguments, source_and_target_texts
 from .modeling_lstm_seq2seq import LSTMSeq2SeqForConditionalGeneration
@@ -248,16 +251,84 @@ def run_training(
         compute_metrics=bleu_metrics(tokenizer) if training_args.predict_with_generate else None,
         **trainer_kwargs,
     )
+    # A NaN loss must reach the logs, where NonFiniteLossCallback stops training, not be averaged away.
+    training_args.logging_nan_inf_filter = False
+    trainer.add_callback(NonFiniteLossCallback())
     for callback in early_stopping.callbacks(training_args) if early_stopping else []:
         trainer.add_callback(callback)
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is None:
+        checkpoint = last_intact_checkpoint(training_args.output_dir)
         if checkpoint is not None:
             logger.info(f"Resuming from {checkpoint}.")
+    if isinstance(checkpoint, str):
+        check_resumable(checkpoint, model)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     trainer.save_model()  # model, tokenizer (processing_class), generation config, modeling code
     return trainer
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: the weights or the logged losses are NaN or infinite."""
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """
+    Stops training with [`NonFiniteLossError`] when the training loss (or the evaluation loss) is NaN or infinite, or
+    an optimizer step leaves a weight NaN or infinite: before that step's checkpoint, any final model, card or upload,
+    so the last checkpoint stays good. Also warns once when the loss is far above that of a uniform guess over the
+    vocabulary: training is diverging.
+
+    The loss reaches the callback through the logs, so it needs `logging_nan_inf_filter=False` (which
+    [`run_training`] sets: the filter would average a NaN loss away and log the mean of the earlier ones, 0 when
+    there are none), and it makes the Trainer log at every step that saves, evaluates or ends training (the log comes
+    first). A mixed-precision step that overflows is skipped by the gradient scaler and leaves loss and weights
+    finite, so it stops nothing.
+    """
+
+    def __init__(self):
+        self._warned = False
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        finite = torch.stack([param.detach().isfinite().all() for param in model.parameters()]).all()
+        if not finite.item():
+            raise self._error(args, state, "the weights are NaN or infinite after this step's update")
+        self._log_before_saving(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._log_before_saving(control)
+
+    @staticmethod
+    def _log_before_saving(control):
+        if control.should_save or control.should_evaluate or control.should_training_stop:
+            control.should_log = True  # the loss since the last log is checked before anything is saved
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float | int) and not math.isfinite(value):
+                raise self._error(
+                    args, state, f"the {'evaluation' if key == 'eval_loss' else 'training'} loss is {value}"
+                )
+        loss = (logs or {}).get("loss")
+        vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+        if loss is not None and vocab_size and loss > 10 * math.log(vocab_size) and not self._warned:
+            self._warned = True
+            logger.warning(
+                f"Step {state.global_step}: loss {loss:.4g}, over 10 times that of a uniform guess over the "
+                f"{vocab_size} tokens ({math.log(vocab_size):.2f}): training is diverging. Lower --learning_rate "
+                f"(now {args.learning_rate}) or set --max_grad_norm."
+            )
+
+    @staticmethod
+    def _error(args, state, what: str) -> NonFiniteLossError:
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        kept = f"The last checkpoint, {last}, is from before it" if last else "No checkpoint was saved"
+        return NonFiniteLossError(
+            f"Training diverged at step {state.global_step}: {what}. Stopped: no model, results or card written. "
+            f"{kept}. Lower --learning_rate (now {args.learning_rate}), set --max_grad_norm, or check the data; "
+            f"then run again (it resumes from the last checkpoint; or use another --output_dir to start over)."
+        )

@@ -232,11 +232,18 @@ def check_same_vocabulary(
     if student_size != teacher_size:
         raise vocabulary_mismatch_error(f"the teacher has {teacher_size} tokens and the student {student_size}")
     if student_tokenizer is not None and teacher_tokenizer is not None:
-        if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
-            raise vocabulary_mismatch_error(
-                f"the teacher's tokenizer ({len(teacher_tokenizer)} tokens) maps tokens to other ids than the "
-                f"student's ({len(student_tokenizer)} tokens)"
-            )
+        check_same_tokenizer(student_tokenizer, teacher_tokenizer)
+
+
+def check_same_tokenizer(
+    student_tokenizer: PreTrainedTokenizerBase, teacher_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """The ValueError of [`check_same_vocabulary`] unless both tokenizers map the same strings to the same ids."""
+    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise vocabulary_mismatch_error(
+            f"the teacher's tokenizer ({len(teacher_tokenizer)} tokens) maps tokens to other ids than the "
+            f"student's ({len(student_tokenizer)} tokens)"
+        )
 
 
 def _output_vocab_size(model: PreTrainedModel) -> int:

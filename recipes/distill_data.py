@@ -27,7 +27,7 @@ from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import corpus_scores
 from hf_seqkd.hub import push_dataset, render_distilled_dataset_card
-from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
+from hf_seqkd.seq_kd import SequenceDistillationConfig, check_distillation_inputs, distill_in_shards
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,13 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
         run_args.teacher_model_name_or_path, trust_remote_code=run_args.trust_remote_code
     )
 
+    for split in run_args.splits:  # every split before the first shard of any: a bad row fails now, not hours later
+        check_distillation_inputs(raw[split], teacher, tokenizer, data_args.source_lang, data_args.target_lang)
+
     output_dir = Path(run_args.output_dir)
+    # What an earlier run measured: a run that finds every shard done computes nothing and keeps those numbers.
+    record = output_dir / "dataset" / "distillation.json"
+    earlier = json.loads(record.read_text()).get("splits", {}) if record.is_file() else {}
     result, split_stats = DatasetDict(), {}
     for split, dataset in raw.items():
         if split not in run_args.splits:
@@ -97,7 +103,13 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
             run_args.shard_size,
             state,
         )
-        logger.info(f"{split}: distilled {stats['sentences']} sentences, {stats['sentences_per_sec']:.1f}/s")
+        if stats["sentences"] == 0:
+            # Every shard was done already: this run measured no speed.
+            logger.info(f"{split}: every shard was distilled by an earlier run.")
+            measured = earlier.get(split, {})
+            stats = {"sentences_per_sec": measured.get("sentences_per_sec"), "seconds": measured.get("seconds")}
+        else:
+            logger.info(f"{split}: distilled {stats['sentences']} sentences, {stats['sentences_per_sec']:.1f}/s")
         if state.is_main_process:
             new_targets = [pair[data_args.target_lang] for pair in distilled["translation"]]
             scores = corpus_scores(new_targets, distilled["reference"])
@@ -135,9 +147,10 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
         )
     )
     for split, row in split_stats.items():
+        per_sec = row["sentences_per_sec"]
+        speed = "speed not measured" if per_sec is None else f"{per_sec:.1f} sentences/s"
         print(
-            f"{split}: {row['num_rows']} pairs, BLEU of new targets vs references {row['bleu']:.2f}, "
-            f"{row['sentences_per_sec']:.1f} sentences/s",
+            f"{split}: {row['num_rows']} pairs, BLEU of new targets vs references {row['bleu']:.2f}, {speed}",
             flush=True,
         )
     if run_args.push_to_hub:

@@ -38,6 +38,7 @@ from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
+from hf_seqkd.checks import check_distilled_dataset, check_parallel_rows
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
@@ -49,7 +50,13 @@ from hf_seqkd.training import (
     load_or_train_tokenizer,
     run_training,
 )
-from hf_seqkd.word_kd import KDSeq2SeqTrainer, KDSeq2SeqTrainingArguments, add_teacher_top_k, check_same_vocabulary
+from hf_seqkd.word_kd import (
+    KDSeq2SeqTrainer,
+    KDSeq2SeqTrainingArguments,
+    add_teacher_top_k,
+    check_same_tokenizer,
+    check_same_vocabulary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +103,11 @@ class StudentArguments:
 
 def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, data_args, output_dir):
     """The training split of Seq-KD (`mode` seq_kd) or Seq-Inter data: read from `folder`, or made and cached."""
-    if folder is not None:
-        return load_from_disk(folder)["train"]
-    if teacher is None:
-        raise ValueError(f"--mode needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path.")
+    if folder is not None:  # checked by main: a dataset folder with a train split
+        where = f"--{mode}_dataset {folder} (train split)"
+        return check_parallel_rows(
+            load_from_disk(folder)["train"], data_args.source_lang, data_args.target_lang, where
+        )
     num_beams = args.seq_inter_num_beams if mode == "seq_inter" else 5
     config = SequenceDistillationConfig(mode=mode, num_beams=num_beams, batch_size=args.distill_batch_size)
     work_dir = Path(output_dir) / f"{mode}_data"
@@ -115,9 +123,14 @@ def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, dat
 
 
 def check_word_kd_vocabulary(mode, student, teacher, tokenizer, teacher_tokenizer) -> None:
-    """Word-KD (modes word_kd, combined) needs a student that shares the teacher's vocabulary; checked up front."""
+    """
+    Word-KD (modes word_kd, combined) needs a student that shares the teacher's vocabulary: the same size, and the
+    same token for every id. Checked before any data are made or any training starts (combined trains a whole
+    Seq-KD stage first).
+    """
     try:
         check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer)
+        check_same_tokenizer(tokenizer, teacher_tokenizer)
     except ValueError as error:
         raise ValueError(
             f"--mode {mode}: {error} Or give the student the teacher's tokenizer: leave --tokenizer_name_or_path "
@@ -126,7 +139,8 @@ def check_word_kd_vocabulary(mode, student, teacher, tokenizer, teacher_tokenize
 
 
 def train_stage(
-    model, tokenizer, raw, data_args, training_args, stopping_args, teacher=None, cache_top_k=False, callbacks=None
+    model, tokenizer, raw, data_args, training_args, stopping_args, teacher=None, cache_top_k=False, callbacks=None,
+    teacher_tokenizer=None,
 ):
     """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
@@ -145,7 +159,8 @@ def train_stage(
         training_args = dataclasses.replace(training_args, teacher_model_name_or_path=None)
     return run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, early_stopping=stopping_args, callbacks=callbacks,
+        trainer_class=KDSeq2SeqTrainer, teacher_model=teacher, teacher_processing_class=teacher_tokenizer,
+        early_stopping=stopping_args, callbacks=callbacks,
     )  # fmt: skip
 
 
@@ -157,7 +172,7 @@ def main(args: list[str] | None = None) -> dict | None:
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
-    mode = student_args.mode
+    mode, seq_kd_student = student_args.mode, student_args.seq_kd_model_name_or_path
     teacher_path = training_args.teacher_model_name_or_path
     if mode in ("word_kd", "combined") and teacher_path is None:
         raise ValueError(f"--mode {mode} needs --teacher_model_name_or_path (its per-token distributions).")
@@ -171,6 +186,16 @@ def main(args: list[str] | None = None) -> dict | None:
         model_args.tokenizer_name_or_path = teacher_path
     if mode == "combined" and model_args.tokenizer_name_or_path is None:
         model_args.tokenizer_name_or_path = student_args.seq_kd_model_name_or_path or teacher_path
+    folder = {"seq_kd": student_args.seq_kd_dataset, "seq_inter": student_args.seq_inter_dataset}.get(mode)
+    if mode in ("seq_kd", "seq_inter") and folder is None and teacher_path is None:
+        raise ValueError(
+            f"--mode {mode} needs {mode} data: pass --{mode}_dataset or --teacher_model_name_or_path (a folder made "
+            f"by recipes/distill_data.py, or the teacher to make the data in this run)."
+        )
+    stage1_done = (Path(training_args.output_dir) / "stage1_seq_kd" / "train_results.json").is_file()
+    for kind in ("seq_kd", "seq_inter"):  # the data folders this run reads, before anything is loaded
+        if mode == kind or (mode == "combined" and (kind == "seq_inter" or not (seq_kd_student or stage1_done))):
+            check_distilled_dataset(getattr(student_args, f"{kind}_dataset"), f"--{kind}_dataset")
 
     raw = load_parallel_dataset(data_args)
     teacher = teacher_tokenizer = None
@@ -192,8 +217,8 @@ def main(args: list[str] | None = None) -> dict | None:
         cache = student_args.word_kd_cache
         trainer = train_stage(
             model, tokenizer, raw, data_args, training_args, stopping_args, teacher=teacher, cache_top_k=cache,
-            callbacks=callbacks,
-        )
+            callbacks=callbacks, teacher_tokenizer=teacher_tokenizer,
+        )  # fmt: skip
     elif mode in ("seq_kd", "seq_inter"):
         folder = student_args.seq_kd_dataset if mode == "seq_kd" else student_args.seq_inter_dataset
         train = distilled_train_split(
@@ -235,8 +260,9 @@ def main(args: list[str] | None = None) -> dict | None:
         stage2_args = dataclasses.replace(training_args, **stage2)
         model = AutoModelForSeq2SeqLM.from_pretrained(stage1_dir)
         trainer = train_stage(
-            model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, stopping_args, teacher=teacher
-        )
+            model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, stopping_args, teacher=teacher,
+            teacher_tokenizer=teacher_tokenizer,
+        )  # fmt: skip
 
     if "test" in raw and trainer.is_world_process_zero():
         results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, mode)

@@ -39,4 +39,5 @@ def test_there_are_configs_for_every_table1_row():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_parses(config):
-    parse_args(recipe_arguments(config), ["--config", str(config), "--output_dir", "/tmp/unused"])
+    # The configs name the outputs of earlier stages (the teacher, its Seq-KD data), which do not exist here.
+    parse_args(recipe_arguments(config), ["--config", str(config), "--output_dir", "/tmp/unused"], check_inputs=False)

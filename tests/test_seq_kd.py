@@ -125,7 +125,7 @@ def test_bad_input_fails_before_any_generation(tmp_path, tokenizer, teacher):
         distill_dataset(data, teacher, tokenizer, config, "es", "en")
     with pytest.raises(ValueError, match="no `translation` column"):
         distill_dataset(Dataset.from_list([{"es": "a", "en": "b"}]), teacher, tokenizer, config, "es", "en")
-    with pytest.raises(ValueError, match="not 'es' and 'de'"):
+    with pytest.raises(ValueError, match="have no 'es' or no 'de' text"):
         distill_dataset(parallel_file(tmp_path), teacher, tokenizer, config, "es", "de")
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=len(tokenizer)))
     with pytest.raises(ValueError, match="not a seq2seq model"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import SOURCES, tiny_model
 
-from hf_seqkd.cli import main
+from hf_seqkd.cli import main, read_lines
 from hf_seqkd.translation import load_translation_model, translate
 
 # Blank lines between sentences: they must come out as empty lines, not shift the others.
@@ -88,3 +88,33 @@ def test_installed_console_script(model_folder, expected, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n") == expected + [""]
+
+
+def test_lone_carriage_return_does_not_split_a_line(model_folder, tmp_path, capsys):
+    source = tmp_path / "source.es"
+    source.write_bytes(f"{SOURCES[0]}\rmás\n{SOURCES[1]}\r\n{SOURCES[2]}".encode())  # and no newline at the end
+    assert read_lines(str(source)) == [f"{SOURCES[0]}\rmás", SOURCES[1], SOURCES[2]]
+    assert main(["--model", str(model_folder), *ARGS, "--input", str(source)]) == 0
+    assert len(capsys.readouterr().out.split("\n")) == 3 + 1  # one output line per input line
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--max_new_tokens", "0"], "--max_new_tokens 0: must be >= 1"),
+        (["--max_source_length", "-1"], "--max_source_length -1: must be >= 1"),
+        (["--model", "./no/such/model"], "--model ./no/such/model: no such folder"),
+    ],
+)
+def test_bad_arguments_name_the_argument(model_folder, argv, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(["--model", str(model_folder), *argv])
+    assert error.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_non_utf8_input_names_the_line(model_folder, tmp_path, capsys):
+    source = tmp_path / "source.es"
+    source.write_bytes(b"hola\n" + "canci\u00f3n\n".encode("latin-1"))
+    with pytest.raises(SystemExit):
+        main(["--model", str(model_folder), "--input", str(source)])
+    assert "source.es, line 2: not UTF-8" in capsys.readouterr().err

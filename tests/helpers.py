@@ -69,3 +69,12 @@ def tiny_marian(tokenizer, seed: int = 0, scale: float = 1.0) -> MarianMTModel:
         for param in model.parameters():
             param.mul_(scale)
     return model
+
+
+def save_tiny_teacher(folder, tokenizer, max_new_tokens: int) -> str:
+    """A tiny LSTM teacher over `tokenizer`'s vocabulary, saved with it in `folder`, that stops after a few tokens."""
+    model = tiny_model(seed=2, vocab_size=len(tokenizer))
+    model.generation_config.max_new_tokens = max_new_tokens
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

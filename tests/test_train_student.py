@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from datasets import DatasetDict, load_from_disk
-from helpers import tiny_model
+from helpers import save_tiny_teacher
 from transformers import AutoModelForSeq2SeqLM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,12 +29,7 @@ def load_recipe():
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory, tokenizer):
-    folder = tmp_path_factory.mktemp("teacher")
-    model = tiny_model(seed=2, vocab_size=len(tokenizer))
-    model.generation_config.max_new_tokens = 12
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher"), tokenizer, max_new_tokens=12)
 
 
 def train(tmp_path, name, *extra):

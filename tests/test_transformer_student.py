@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SOURCES, tiny_model
+from helpers import SOURCES, save_tiny_teacher
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoUrl
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
@@ -66,12 +66,7 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory, tokenizer):
     """An LSTM teacher over the 120-token test tokenizer."""
-    folder = tmp_path_factory.mktemp("teacher")
-    model = tiny_model(seed=2, vocab_size=len(tokenizer))
-    model.generation_config.max_new_tokens = 8
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher"), tokenizer, max_new_tokens=8)
 
 
 def train(config, out, *extra):

@@ -8,6 +8,7 @@ T, K, teacher, dataset, pruning ratio). Pushing is two steps, so that what goes 
 those files.
 """
 
+import copy
 import glob
 import json
 import logging
@@ -420,6 +421,7 @@ def prepare_push_folder(
     card: ModelCard,
     folder: str | os.PathLike,
     extra_files: list[str | os.PathLike] = (),
+    storage_dtype: torch.dtype | None = None,
 ) -> list[str]:
     """
     Writes into `folder` exactly the files of the Hub repository, and returns their names.
@@ -436,6 +438,9 @@ def prepare_push_folder(
         card (`ModelCard`): its card, from [`render_model_card`].
         folder (`str` or `os.PathLike`): where to write (created if needed).
         extra_files (`list`, *optional*): more files to copy into `folder` under their own names.
+        storage_dtype (`torch.dtype`, *optional*): store the weights in this dtype (e.g. `torch.float16`, half the
+            size) while the config keeps the model's own dtype, so `from_pretrained` casts them back on loading:
+            a CPU, where float16 or bfloat16 arithmetic can be many times slower, still computes in float32.
 
     Returns:
         `list[str]`: the file names, relative to `folder`, sorted.
@@ -446,7 +451,14 @@ def prepare_push_folder(
     # moved in: a rename, so a large model is neither written twice nor held twice on disk.
     with tempfile.TemporaryDirectory(dir=folder, prefix=".push-") as staging:
         staging = Path(staging)
-        model.save_pretrained(staging)  # safetensors, config, generation config, modeling code
+        if storage_dtype is None:
+            model.save_pretrained(staging)  # safetensors, config, generation config, modeling code
+        else:
+            compute_dtype = str(model.dtype).removeprefix("torch.")
+            copy.deepcopy(model).to(storage_dtype).save_pretrained(staging)
+            config = json.loads((staging / "config.json").read_text())
+            config["dtype"] = compute_dtype  # what from_pretrained loads the weights as
+            (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(staging)
         card.save(staging / "README.md")
         for path in extra_files:

@@ -1,0 +1,71 @@
+"""Export a trained model folder as it would go to the Hub: weights, config, code, tokenizer, card, results.
+
+    python recipes/export_model.py --model_name_or_path ~/hf_seqkd_runs/table1/teacher \
+        --output_dir models/bible-es-en-teacher --storage_dtype float16
+
+The card (`README.md`) and `eval_results.json` that the training recipe wrote next to the model are kept. With
+`--storage_dtype float16` the weights take half the space on disk while the config keeps float32, so
+`AutoModelForSeq2SeqLM.from_pretrained` loads them as float32 and a CPU decodes at full speed. This is how the
+teacher bundled in `models/bible-es-en-teacher/` was made.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+
+# isort: split
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from hf_seqkd.arguments import parse_args, setup_logging
+from hf_seqkd.hub import prepare_push_folder
+
+
+@dataclass
+class ExportArguments:
+    """
+    Args:
+        model_name_or_path (`str`): the trained model folder, with its `README.md` card (and `eval_results.json`).
+        output_dir (`str`): where the exported folder goes.
+        storage_dtype (`str`): `float32` (as trained), `float16` or `bfloat16` for the weights on disk.
+    """
+
+    model_name_or_path: str = field(metadata={"help": "The trained model folder (with its card)."})
+    output_dir: str = field(metadata={"help": "Where the exported folder goes."})
+    storage_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype of the weights on disk; loading casts them back.",
+            "choices": ["float32", "float16", "bfloat16"],
+        },
+    )
+
+
+ARGUMENTS = (ExportArguments,)
+
+
+def main(args: list[str] | None = None) -> list[str]:
+    (export_args,) = parse_args(ARGUMENTS, args)
+    setup_logging()
+    source = Path(export_args.model_name_or_path)
+    card_path = source / "README.md"
+    if not card_path.is_file():
+        raise FileNotFoundError(
+            f"{card_path}: no model card. Export a folder written by a training recipe (train_teacher.py, "
+            "train_student.py, prune_student.py), which writes the card after evaluating the model."
+        )
+    model = AutoModelForSeq2SeqLM.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    extra = [source / "eval_results.json"] if (source / "eval_results.json").is_file() else []
+    storage_dtype = None if export_args.storage_dtype == "float32" else getattr(torch, export_args.storage_dtype)
+    names = prepare_push_folder(
+        model, tokenizer, ModelCard.load(card_path), export_args.output_dir, extra, storage_dtype=storage_dtype
+    )
+    print("\n".join(f"{export_args.output_dir}/{name}" for name in names))
+    return names
+
+
+if __name__ == "__main__":
+    main()

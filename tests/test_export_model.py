@@ -1,0 +1,49 @@
+"""recipes/export_model.py: a trained folder exported with half-size weights loads as float32 and decodes the same."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import random_batch, save_tiny_teacher
+from huggingface_hub import ModelCard
+from safetensors import safe_open
+from transformers import AutoModelForSeq2SeqLM
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def export(args):
+    spec = importlib.util.spec_from_file_location("export_model", REPO / "recipes" / "export_model.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe.main(args)
+
+
+def test_float16_storage_loads_as_float32_and_keeps_card_and_results(tmp_path, tokenizer):
+    trained = Path(save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8))
+    ModelCard("---\nlicense: apache-2.0\n---\n# A tiny teacher\n").save(trained / "README.md")
+    (trained / "eval_results.json").write_text(json.dumps({"bleu_beam": 1.0}))
+    names = export(["--model_name_or_path", str(trained), "--output_dir", str(tmp_path / "out"), "--storage_dtype",
+                    "float16"])  # fmt: skip
+    out = tmp_path / "out"
+    assert {"model.safetensors", "config.json", "README.md", "eval_results.json", "tokenizer.json"} <= set(names)
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        assert {weights.get_tensor(key).dtype for key in weights.keys()} == {torch.float16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    assert "# A tiny teacher" in (out / "README.md").read_text()
+
+    original, exported = AutoModelForSeq2SeqLM.from_pretrained(trained), AutoModelForSeq2SeqLM.from_pretrained(out)
+    assert exported.dtype == torch.float32
+    input_ids, attention_mask = random_batch(batch_size=2, seed=1)
+    input_ids = input_ids % len(tokenizer)
+    start = torch.full((2, 1), original.config.decoder_start_token_id)
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start)
+    torch.testing.assert_close(exported(**kwargs).logits, original(**kwargs).logits, atol=2e-2, rtol=2e-2)
+
+
+def test_a_folder_without_a_card_is_refused(tmp_path, tokenizer):
+    trained = save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8)
+    with pytest.raises(FileNotFoundError, match="no model card"):
+        export(["--model_name_or_path", trained, "--output_dir", str(tmp_path / "out")])

@@ -332,7 +332,8 @@ def resume_message(checkpoint: str | None, output_dir: str, given: bool = False)
     if os.path.isfile(state_path):
         with open(state_path) as handle:
             state = json.load(handle)
-        where = f" at step {state.get('global_step')} of {state.get('max_steps')}, epoch {state.get('epoch') or 0:.2f}"
+        # Not the saved run's max_steps: this run may have been given another length.
+        where = f" at step {state.get('global_step')}, epoch {state.get('epoch') or 0:.2f}"
     return f"Resuming training from {checkpoint} ({how}){where}; the steps before it are not trained again."
 
 

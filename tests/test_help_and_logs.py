@@ -104,8 +104,8 @@ def test_intermediate_checkpoints_resume_line_and_no_unactionable_warnings(tmp_p
     recipe.main([*TINY_TEACHER, "--output_dir", str(out)])
     middle = steps // 2 + 1
     assert (
-        f"Resuming training from {out / f'checkpoint-{middle}'} (the last checkpoint in output_dir) at step {middle} "
-        f"of {steps}, epoch 1." in caplog.text
+        f"Resuming training from {out / f'checkpoint-{middle}'} (the last checkpoint in output_dir) at step {middle}, "
+        f"epoch 1." in caplog.text
     )
 
 

@@ -1,15 +1,18 @@
 """Command-line parsing for the recipes: dataclass arguments from a `--config` YAML file, overridden by CLI flags."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+import textwrap
 from dataclasses import dataclass, field
+from typing import get_type_hints
 
 import torch
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
 from .checks import check_arguments
 from .configuration_lstm_seq2seq import ATTENTION_SCORES, PRESETS
@@ -121,26 +124,109 @@ class ModelArguments:
         return overrides
 
 
-def parse_args(dataclass_types, args: list[str] | None = None, check_inputs: bool = True):
+CONFIG_HELP = """\
+Settings: `--config file.yaml` reads a YAML mapping whose keys are the flag names below (e.g. `learning_rate: 0.001`);
+flags given on the command line override the file, e.g.
+    --config recipes/bible_es_en/<run>/config.yaml --output_dir elsewhere --learning_rate 0.0005
+The recipe's own arguments are listed first, transformers' training arguments (if it trains) last."""
+
+TRAINER_DOCS = "https://huggingface.co/docs/transformers/main_classes/trainer#transformers.Seq2SeqTrainingArguments"
+
+
+class RecipeArgumentParser(HfArgumentParser):
+    """
+    `HfArgumentParser` whose `--help` reads well for a recipe: a short usage line, the recipe's description and how
+    `--config` works, then one group of flags per dataclass, the recipe's own first and the long list of
+    transformers' `TrainingArguments` last (the fields a `TrainingArguments` subclass adds, e.g. the Word-KD ones, in
+    a group of their own before it). Parses into the dataclasses in the order given, whatever the order of the help.
+    """
+
+    def __init__(self, dataclass_types, description: str | None = None, **kwargs):
+        self._given_order = list(dataclass_types)
+        trainer_types = [dtype for dtype in self._given_order if issubclass(dtype, TrainingArguments)]
+        own_types = [dtype for dtype in self._given_order if dtype not in trainer_types]
+        usage = "%(prog)s [--config file.yaml] [--flag value ...]"
+        text = "\n\n".join(part.strip("\n") for part in (description, CONFIG_HELP) if part)
+        super().__init__(
+            own_types + trainer_types, usage=usage, description=text, formatter_class=_HelpFormatter, **kwargs
+        )
+        self.add_argument(
+            "--config",
+            metavar="file.yaml",
+            default=argparse.SUPPRESS,  # read by parse_args before this parser runs
+            help="YAML file of settings, keyed by flag name; flags on the command line win over it.",
+        )
+
+    def _add_dataclass_arguments(self, dtype):
+        hints = get_type_hints(dtype)
+        fields = [item for item in dataclasses.fields(dtype) if item.init]
+        groups = [(dtype.__name__, _summary(dtype), fields)]
+        if issubclass(dtype, TrainingArguments):
+            base = Seq2SeqTrainingArguments if issubclass(dtype, Seq2SeqTrainingArguments) else TrainingArguments
+            inherited = {item.name for item in dataclasses.fields(base)}
+            groups = [
+                (dtype.__name__, _summary(dtype), [item for item in fields if item.name not in inherited]),
+                (
+                    f"{base.__name__} (transformers)",
+                    f"The Trainer's settings, documented at\n{TRAINER_DOCS}",
+                    [item for item in fields if item.name in inherited],
+                ),
+            ]
+        for title, summary, group_fields in groups:
+            if not group_fields:
+                continue
+            group = self.add_argument_group(title, summary)
+            for item in group_fields:
+                item.type = hints[item.name]
+                self._parse_dataclass_field(group, item)
+
+    def parse_args_into_dataclasses(self, args=None, **kwargs):
+        parsed = super().parse_args_into_dataclasses(args, **kwargs)
+        by_type = {type(obj): obj for obj in parsed if dataclasses.is_dataclass(obj)}
+        return tuple(by_type[dtype] for dtype in self._given_order)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each flag's help; the description keeps its own line breaks (its command lines)."""
+
+
+def _summary(dtype) -> str | None:
+    """The first sentence of a dataclass's docstring, wrapped; none when it starts with its `Args:` list."""
+    doc = (dtype.__doc__ or "").strip()
+    first = " ".join(doc.split("\n\n")[0].split())
+    if not first or first.startswith(("Args:", f"{dtype.__name__}(")) or issubclass(dtype, TrainingArguments):
+        return None
+    return textwrap.fill(first.split(". ")[0].rstrip("."), width=96)
+
+
+def parse_args(
+    dataclass_types, args: list[str] | None = None, check_inputs: bool = True, description: str | None = None
+):
     """
     Parses `dataclass_types` from `--config file.yaml` (keys are the flag names) and the command line; flags given
     on the command line win over the file. Unknown keys in the file are an error, not silently ignored. With
     `check_inputs` (the default; off only to parse a config whose inputs are not made yet), so are paths of models and
     tokenizers that do not exist, and non-finite rates ([`~hf_seqkd.checks.check_arguments`]).
+
+    `--help` starts with `description`, by default the docstring of the module that calls this function (the
+    recipe's), and how `--config` and overrides work, then lists the flags of each dataclass in a group of its own,
+    `TrainingArguments` last ([`RecipeArgumentParser`]).
     """
     args = sys.argv[1:] if args is None else args
+    if description is None:
+        description = sys._getframe(1).f_globals.get("__doc__")  # the calling recipe's module docstring
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         # Several processes launched (torchrun, accelerate) on a machine without GPU: without this, transformers'
         # TrainingArguments leaves every process a world of one instead of CPU DDP over gloo.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    parser = HfArgumentParser(dataclass_types)
+    parser = RecipeArgumentParser(dataclass_types, description=description)
     config_parser = argparse.ArgumentParser(add_help=False)
     config_parser.add_argument("--config")
     known, remaining = config_parser.parse_known_args(args)
     if known.config is not None:
         with open(known.config) as handle:
             defaults = yaml.safe_load(handle) or {}
-        destinations = {action.dest: action for action in parser._actions}
+        destinations = {action.dest: action for action in parser._actions if action.dest != "config"}
         unknown = sorted(set(defaults) - set(destinations))
         if unknown:
             raise ValueError(f"{known.config}: unknown keys {unknown}. Each key must be a command-line flag name.")

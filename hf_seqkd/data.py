@@ -314,9 +314,16 @@ def _single_process(desc: str = ""):
 def _tokenize_batch(batch, tokenizer, args, truncate):
     sources = [pair[args.source_lang] for pair in batch["translation"]]
     targets = [pair[args.target_lang] for pair in batch["translation"]]
-    features = tokenizer(sources, truncation=truncate, max_length=args.max_source_length if truncate else None)
+    # verbose=False: untruncated (training) pairs longer than the tokenizer's model_max_length are dropped, and
+    # counted, by the caller; the tokenizer's warning that they "will result in indexing errors" is not for them.
+    features = tokenizer(
+        sources, truncation=truncate, max_length=args.max_source_length if truncate else None, verbose=False
+    )
     labels = tokenizer(
-        text_target=targets, truncation=truncate, max_length=args.max_target_length if truncate else None
+        text_target=targets,
+        truncation=truncate,
+        max_length=args.max_target_length if truncate else None,
+        verbose=False,
     )
     features["labels"] = labels["input_ids"]
     return features

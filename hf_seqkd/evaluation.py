@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 from sacrebleu.metrics import BLEU, CHRF
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .translation import length_sorted_batches, output_length_limit, pad_right, source_length_limit
-
-logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,7 @@ def reference_perplexity(
     sources: Sequence[str],
     references: Sequence[str],
     batch_size: int = 64,
+    progress: bool = False,
 ) -> float:
     """
     Perplexity of the references under teacher forcing: exp of the mean negative log-likelihood per target token.
@@ -75,6 +75,8 @@ def reference_perplexity(
         sources (`Sequence[str]`): source sentences.
         references (`Sequence[str]`): one reference translation per source.
         batch_size (`int`, *optional*, defaults to 64): sentence pairs per forward pass.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar (on stderr, with an estimate of the
+            time left).
 
     Returns:
         `float`: the perplexity.
@@ -82,7 +84,9 @@ def reference_perplexity(
     _check_parallel(sources, references, "sources", "references")
     # Only the sources are truncated (as translate() does): a truncated reference would drop tokens from the score.
     source_ids = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
-    target_ids = tokenizer(text_target=list(references))["input_ids"]
+    # verbose=False: a reference over the tokenizer's model_max_length is scored whole (an LSTM decoder has no limit)
+    # or cut below, with a warning that counts them, where the model's positions end.
+    target_ids = tokenizer(text_target=list(references), verbose=False)["input_ids"]
     positions = getattr(model.config, "max_position_embeddings", None)  # a transformer's decoder takes no more
     if positions is not None and any(len(ids) > positions for ids in target_ids):
         count = sum(len(ids) > positions for ids in target_ids)
@@ -90,7 +94,8 @@ def reference_perplexity(
         target_ids = [ids[:positions] for ids in target_ids]
     pairs = list(zip(source_ids, target_ids))
     total_nll, total_tokens = 0.0, 0
-    with _eval_mode(model), torch.inference_mode():
+    bar = tqdm(total=len(pairs), desc="Perplexity of the references", unit="sent", disable=not progress)
+    with _eval_mode(model), torch.inference_mode(), bar:
         for batch_indices in length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
             batch = tokenizer.pad({"input_ids": [pairs[i][0] for i in batch_indices]}, return_tensors="pt")
             # -100 rather than the pad id: padding never counts as a token (nor collides with a real pad token).
@@ -101,6 +106,7 @@ def reference_perplexity(
             token_nll = _token_nll(logits, labels)
             total_nll += token_nll.sum().item()
             total_tokens += labels.ne(-100).sum().item()
+            bar.update(len(batch_indices))
     mean_nll = total_nll / total_tokens
     if not mean_nll < math.log(sys.float_info.max):  # NaN too
         logger.warning(
@@ -118,6 +124,7 @@ def decode_and_score(
     num_beams: int,
     batch_size: int = 64,
     max_new_tokens: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """
     Translates `sources` and scores the translations ŷ under the model that produced them.
@@ -133,6 +140,8 @@ def decode_and_score(
         num_beams (`int`): beam size; 1 is greedy search.
         batch_size (`int`, *optional*, defaults to 64): sentences per `generate` call.
         max_new_tokens (`int`, *optional*): cap on output length; defaults to the model's generation config.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar (on stderr: sentences done, an
+            estimate of the time left, and the words/s of `generate` so far).
 
     Returns:
         `dict`: `hypotheses` (detokenized, in input order); `seconds` spent in `generate` (not tokenizing nor
@@ -152,8 +161,10 @@ def decode_and_score(
 
     encoded = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
     hypotheses, log_probs = [""] * len(sources), [0.0] * len(sources)
-    seconds, num_tokens = 0.0, 0
-    with _eval_mode(model), torch.inference_mode():
+    seconds, num_tokens, num_words = 0.0, 0, 0
+    search = "Greedy search" if num_beams == 1 else f"Beam search ({num_beams})"
+    bar = tqdm(total=len(sources), desc=search, unit="sent", disable=not progress)
+    with _eval_mode(model), torch.inference_mode(), bar:
         for batch_indices in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt")
             batch = batch.to(model.device)
@@ -168,8 +179,10 @@ def decode_and_score(
             texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
             for index, text, log_prob in zip(batch_indices, texts, sentence_log_probs.tolist()):
                 hypotheses[index], log_probs[index] = text.strip(), log_prob
+                num_words += len(hypotheses[index].split())
+            bar.set_postfix_str(f"{_rate(num_words, seconds):.0f} words/s", refresh=False)
+            bar.update(len(batch_indices))
 
-    num_words = sum(len(hypothesis.split()) for hypothesis in hypotheses)
     return {
         "hypotheses": hypotheses,
         "seconds": seconds,
@@ -233,6 +246,7 @@ def evaluate_model(
     num_beams: int = 5,
     batch_size: int = 64,
     max_new_tokens: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """
     Everything one row of Kim & Rush's result tables needs, for one model on one test set.
@@ -245,6 +259,8 @@ def evaluate_model(
         num_beams (`int`, *optional*, defaults to 5): beam size of the beam-search run (the other run is greedy).
         batch_size (`int`, *optional*, defaults to 64): sentences per batch.
         max_new_tokens (`int`, *optional*): cap on output length; defaults to the model's generation config.
+        progress (`bool`, *optional*, defaults to `False`): a progress bar for each pass over `sources` (greedy
+            search, beam search, perplexity), with an estimate of the time left.
 
     Returns:
         `dict`: a flat, JSON-serialisable dict with `bleu_greedy`, `bleu_beam`, `chrf_greedy`, `chrf_beam`,
@@ -255,19 +271,19 @@ def evaluate_model(
     _check_parallel(sources, references, "sources", "references")
     results = {}
     with _eval_mode(model):
-        runs = {"greedy": decode_and_score(model, tokenizer, sources, 1, batch_size, max_new_tokens)}
+        runs = {"greedy": decode_and_score(model, tokenizer, sources, 1, batch_size, max_new_tokens, progress)}
         # Beam search with one beam *is* greedy search: no need to decode twice.
         runs["beam"] = (
             runs["greedy"]
             if num_beams == 1
-            else decode_and_score(model, tokenizer, sources, num_beams, batch_size, max_new_tokens)
+            else decode_and_score(model, tokenizer, sources, num_beams, batch_size, max_new_tokens, progress)
         )
         for name, run in runs.items():
             scores = corpus_scores(run["hypotheses"], references)
             results[f"bleu_{name}"] = scores["bleu"]
             results[f"chrf_{name}"] = scores["chrf"]
             results["bleu_signature"], results["chrf_signature"] = scores["bleu_signature"], scores["chrf_signature"]
-        results["ppl"] = reference_perplexity(model, tokenizer, sources, references, batch_size)
+        results["ppl"] = reference_perplexity(model, tokenizer, sources, references, batch_size, progress)
     for name, run in runs.items():
         results[f"p_{name}_output"] = run["p_output"]
     results.update(count_parameters(model))
@@ -394,12 +410,16 @@ def evaluate_split(
     batch_size: int = 64,
 ) -> dict:
     """
-    Runs [`evaluate_model`] on a raw parallel split (a `datasets.Dataset` with a `translation` column), writes
-    `eval_results.json` (and the hypotheses) into `output_dir`, and logs the markdown row.
+    Runs [`evaluate_model`] on a raw parallel split (a `datasets.Dataset` with a `translation` column), with progress
+    bars, writes `eval_results.json` (and the hypotheses) into `output_dir`, and logs the markdown row.
     """
     sources = [pair[data_args.source_lang] for pair in split["translation"]]
     references = [pair[data_args.target_lang] for pair in split["translation"]]
-    results = evaluate_model(model, tokenizer, sources, references, num_beams=num_beams, batch_size=batch_size)
+    searches = "greedy search" if num_beams == 1 else f"greedy and beam ({num_beams}) search"
+    logger.info(f"Evaluating {name} on {len(sources)} sentences: {searches}, then the perplexity of the references.")
+    results = evaluate_model(
+        model, tokenizer, sources, references, num_beams=num_beams, batch_size=batch_size, progress=True
+    )
     write_results(results, Path(output_dir) / "eval_results.json")
     print(f"\n{MARKDOWN_HEADER}\n{markdown_row(name, results)}\n{results['bleu_signature']}", flush=True)
     return results

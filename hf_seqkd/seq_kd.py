@@ -292,7 +292,8 @@ def distill_in_shards(
         logger.info(f"{num_shards - len(pending)} of {num_shards} shards are done already: skipped.")
     state.wait_for_everyone()  # every process has seen the same pending list before any shard is written
     start = time.perf_counter()
-    for shard in pending[state.process_index :: state.num_processes]:
+    mine = pending[state.process_index :: state.num_processes]
+    for done, shard in enumerate(mine, start=1):
         part = distill_dataset(
             dataset.select(shard_rows(shard)),
             teacher,
@@ -306,6 +307,14 @@ def distill_in_shards(
         shutil.rmtree(temporary, ignore_errors=True)
         part.save_to_disk(temporary)
         temporary.rename(shard_path(shard))
+        # Each shard's bar estimates that shard; this line, the whole run (on the main process, its own shards).
+        elapsed = time.perf_counter() - start
+        rows = sum(len(shard_rows(index)) for index in mine[:done])
+        left = sum(len(shard_rows(index)) for index in mine[done:]) * elapsed / rows
+        logger.info(
+            f"Shard {shard + 1}/{num_shards} saved: {done} of this process's {len(mine)} shards done, "
+            f"{rows / elapsed:.1f} sentences/s, about {_minutes(left)} left."
+        )
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
     computed = sum(len(shard_rows(shard)) for shard in pending)
@@ -314,3 +323,7 @@ def distill_in_shards(
         return None, stats
     shards = [load_from_disk(shard_path(shard)) for shard in range(num_shards)]
     return concatenate_datasets(shards), stats
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

@@ -1,6 +1,7 @@
 """What every training recipe shares: tokenizer and model construction, BLEU for validation, resumable training."""
 
 import itertools
+import json
 import logging
 import math
 import os
@@ -79,6 +80,50 @@ class EarlyStoppingArguments:
         # A resumed run restores the callback's count of evaluations without improvement from the checkpoint.
         training_args.restore_callback_states_from_checkpoint = True
         return [EarlyStoppingCallback(self.early_stopping_patience, self.early_stopping_threshold)]
+
+
+@dataclass
+class CheckpointArguments:
+    """
+    Checkpoints between those of `save_strategy`, so that a killed run started again loses little work: with
+    `eval_strategy: epoch` (which `load_best_model_at_end` ties `save_strategy` to) an epoch can take many minutes.
+
+    Args:
+        intermediate_save_steps (`int`, *optional*):
+            Also save a checkpoint every this many optimizer steps. Not evaluated: evaluation, early stopping and the
+            learning-rate schedule keep following `eval_strategy`, and with `save_total_limit` the best checkpoint
+            and the newest are kept. `None` saves only as `save_strategy` says.
+    """
+
+    intermediate_save_steps: int | None = field(
+        default=None,
+        metadata={"help": "Also save a checkpoint (not evaluated) every this many steps, to resume a killed run."},
+    )
+
+    def __post_init__(self):
+        if self.intermediate_save_steps is not None and self.intermediate_save_steps < 1:
+            raise ValueError(
+                f"--intermediate_save_steps must be 1 or more (got {self.intermediate_save_steps}); leave it out to "
+                f"save only as --save_strategy says."
+            )
+
+    def callbacks(self) -> list:
+        """
+        The trainer callbacks these settings ask for; pass them as `callbacks` to [`run_training`] (before the
+        callback that checks the loss before every save).
+        """
+        return [IntermediateCheckpointCallback(self.intermediate_save_steps)] if self.intermediate_save_steps else []
+
+
+class IntermediateCheckpointCallback(TrainerCallback):
+    """Saves a checkpoint every `steps` optimizer steps, whatever `save_strategy` says ([`CheckpointArguments`])."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.steps == 0:
+            control.should_save = True
 
 
 def load_or_train_tokenizer(
@@ -235,12 +280,17 @@ def run_training(
     """
     Trains with `trainer_class` and saves the final (or best, with `load_best_model_at_end`) model and tokenizer in
     `output_dir`. A run that was killed resumes from the last checkpoint in `output_dir` (or from
-    `--resume_from_checkpoint`), losing at most the steps since that checkpoint. With `early_stopping`, training
-    ends once the validation metric stops improving (see [`EarlyStoppingArguments`]).
+    `--resume_from_checkpoint`), losing at most the steps since that checkpoint; the log says which checkpoint it
+    resumes from, or that it starts fresh. With `early_stopping`, training ends once the validation metric stops
+    improving (see [`EarlyStoppingArguments`]). `trainer_kwargs` go to the trainer, e.g. `callbacks` (such as
+    [`CheckpointArguments.callbacks`]).
 
     Returns:
         The trainer, after training.
     """
+    if training_args.dataloader_pin_memory and not torch.accelerator.is_available():
+        # Pinned memory only speeds up copies to an accelerator; without one, torch warns at every dataloader.
+        training_args.dataloader_pin_memory = False
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -257,18 +307,50 @@ def run_training(
     for callback in early_stopping.callbacks(training_args) if early_stopping else []:
         trainer.add_callback(callback)
     checkpoint = training_args.resume_from_checkpoint
+    given = checkpoint is not None
     if checkpoint is None:
         checkpoint = last_intact_checkpoint(training_args.output_dir)
-        if checkpoint is not None:
-            logger.info(f"Resuming from {checkpoint}.")
     if isinstance(checkpoint, str):
         check_resumable(checkpoint, model)
+    if trainer.is_world_process_zero():
+        logger.info(resume_message(checkpoint, training_args.output_dir, given))
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     trainer.save_model()  # model, tokenizer (processing_class), generation config, modeling code
     return trainer
+
+
+def resume_message(checkpoint: str | None, output_dir: str, given: bool = False) -> str:
+    """The log line that says whether training resumes (from which checkpoint, step and epoch) or starts fresh."""
+    if checkpoint is None:
+        return f"Starting training from step 0: no checkpoint found in {output_dir}."
+    how = "--resume_from_checkpoint" if given else "the last checkpoint in output_dir"
+    state_path = os.path.join(checkpoint, "trainer_state.json")
+    where = ""
+    if os.path.isfile(state_path):
+        with open(state_path) as handle:
+            state = json.load(handle)
+        # Not the saved run's max_steps: this run may have been given another length.
+        where = f" at step {state.get('global_step')}, epoch {state.get('epoch') or 0:.2f}"
+    return f"Resuming training from {checkpoint} ({how}){where}; the steps before it are not trained again."
+
+
+def describe_model(model: PreTrainedModel) -> str:
+    """One line on a model: its type, sizes (layers x hidden, embedding, vocabulary) and parameter count."""
+    config = model.config
+    layers = getattr(config, "encoder_layers", None) or getattr(config, "num_layers", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
+    sizes = []
+    if layers and hidden:
+        decoder_layers = getattr(config, "decoder_layers", layers)
+        sizes.append(f"{layers}x{hidden}" if decoder_layers == layers else f"{layers}+{decoder_layers}x{hidden}")
+    embedding = getattr(config, "embedding_size", None)
+    if embedding and embedding != hidden:
+        sizes.append(f"embedding {embedding}")
+    sizes.append(f"vocabulary {config.vocab_size}")
+    return f"Model: {config.model_type} {', '.join(sizes)}; {model.num_parameters():,} parameters."
 
 
 class NonFiniteLossError(RuntimeError):

@@ -69,7 +69,8 @@ def translate(
     if max_new_tokens is not None:
         generate_kwargs.update(output_length_limit(max_new_tokens))
 
-    encoded = tokenizer(list(texts), truncation=False)["input_ids"]
+    # verbose=False: sources over the limit are truncated below, with a warning that counts them.
+    encoded = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
     too_long = [i for i, ids in enumerate(encoded) if len(ids) > max_source_length]
     if too_long:
         # Re-encoded with truncation so that the tokenizer keeps its end-of-sequence token.

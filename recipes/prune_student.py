@@ -32,7 +32,7 @@ from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import count_parameters, evaluate_split
 from hf_seqkd.pruning import SCHEMES, PruningMaskCallback, load_pruned, magnitude_prune, pruning_report, save_pruned
-from hf_seqkd.training import EarlyStoppingArguments, load_or_train_tokenizer, run_training
+from hf_seqkd.training import CheckpointArguments, EarlyStoppingArguments, load_or_train_tokenizer, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +65,18 @@ class PruningArguments:
     )
 
 
-ARGUMENTS = (PruningArguments, ModelArguments, DataArguments, Seq2SeqTrainingArguments, EarlyStoppingArguments)
+ARGUMENTS = (
+    PruningArguments,
+    ModelArguments,
+    DataArguments,
+    Seq2SeqTrainingArguments,
+    EarlyStoppingArguments,
+    CheckpointArguments,
+)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    prune_args, model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
+    prune_args, model_args, data_args, training_args, stopping_args, checkpoint_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     if model_args.model_name_or_path is None:
         raise ValueError("Pass --model_name_or_path: the trained student to prune.")
@@ -96,7 +103,7 @@ def main(args: list[str] | None = None) -> dict | None:
         callback = PruningMaskCallback(masks)
         trainer = run_training(
             model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args,
-            early_stopping=stopping_args, callbacks=[callback],
+            early_stopping=stopping_args, callbacks=[callback, *checkpoint_args.callbacks()],
         )  # fmt: skip
         model, is_main = trainer.model, trainer.is_world_process_zero()
     else:

@@ -44,9 +44,11 @@ from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_in_shards
 from hf_seqkd.training import (
+    CheckpointArguments,
     EarlyStoppingArguments,
     TrainingTimeLimitCallback,
     build_model,
+    describe_model,
     load_or_train_tokenizer,
     run_training,
 )
@@ -143,6 +145,7 @@ def train_stage(
     teacher_tokenizer=None,
 ):
     """Tokenizes `raw`, trains `model` (with the Word-KD loss when a teacher is given) and returns the trainer."""
+    logger.info(describe_model(model))
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
     if teacher is None:
         return run_training(
@@ -164,11 +167,18 @@ def train_stage(
     )  # fmt: skip
 
 
-ARGUMENTS = (StudentArguments, ModelArguments, DataArguments, KDSeq2SeqTrainingArguments, EarlyStoppingArguments)
+ARGUMENTS = (
+    StudentArguments,
+    ModelArguments,
+    DataArguments,
+    KDSeq2SeqTrainingArguments,
+    EarlyStoppingArguments,
+    CheckpointArguments,
+)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    student_args, model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
+    student_args, model_args, data_args, training_args, stopping_args, checkpoint_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
@@ -178,9 +188,9 @@ def main(args: list[str] | None = None) -> dict | None:
         raise ValueError(f"--mode {mode} needs --teacher_model_name_or_path (its per-token distributions).")
     if mode == "combined" and student_args.max_train_seconds is not None:
         raise ValueError("--max_train_seconds limits one training run; the combined mode has two: leave it out.")
-    callbacks = None
+    callbacks = checkpoint_args.callbacks()  # stateless: shared by the combined mode's two stages
     if student_args.max_train_seconds is not None:
-        callbacks = [TrainingTimeLimitCallback(student_args.max_train_seconds)]
+        callbacks.append(TrainingTimeLimitCallback(student_args.max_train_seconds))
     if mode == "word_kd" and model_args.tokenizer_name_or_path is None:
         # Word-KD compares distributions token by token: the student uses the teacher's vocabulary.
         model_args.tokenizer_name_or_path = teacher_path
@@ -250,7 +260,9 @@ def main(args: list[str] | None = None) -> dict | None:
                 data_args, training_args.output_dir,
             )  # fmt: skip
             stage1_args = dataclasses.replace(training_args, output_dir=str(stage1_dir))
-            train_stage(model, tokenizer, with_train(seq_kd_train), data_args, stage1_args, stopping_args)
+            train_stage(
+                model, tokenizer, with_train(seq_kd_train), data_args, stage1_args, stopping_args, callbacks=callbacks
+            )
         stage2 = {
             "num_train_epochs": student_args.finetune_num_train_epochs,
             "max_steps": student_args.finetune_max_steps,
@@ -261,7 +273,7 @@ def main(args: list[str] | None = None) -> dict | None:
         model = AutoModelForSeq2SeqLM.from_pretrained(stage1_dir)
         trainer = train_stage(
             model, tokenizer, with_train(seq_inter_train), data_args, stage2_args, stopping_args, teacher=teacher,
-            teacher_tokenizer=teacher_tokenizer,
+            teacher_tokenizer=teacher_tokenizer, callbacks=callbacks,
         )  # fmt: skip
 
     if "test" in raw and trainer.is_world_process_zero():

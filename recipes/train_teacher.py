@@ -22,16 +22,23 @@ from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
-from hf_seqkd.training import EarlyStoppingArguments, build_model, load_or_train_tokenizer, run_training
+from hf_seqkd.training import (
+    CheckpointArguments,
+    EarlyStoppingArguments,
+    build_model,
+    describe_model,
+    load_or_train_tokenizer,
+    run_training,
+)
 
 logger = logging.getLogger(__name__)
 
 
-ARGUMENTS = (ModelArguments, DataArguments, Seq2SeqTrainingArguments, EarlyStoppingArguments)
+ARGUMENTS = (ModelArguments, DataArguments, Seq2SeqTrainingArguments, EarlyStoppingArguments, CheckpointArguments)
 
 
 def main(args: list[str] | None = None) -> dict | None:
-    model_args, data_args, training_args, stopping_args = parse_args(ARGUMENTS, args)
+    model_args, data_args, training_args, stopping_args, checkpoint_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
     push_to_hub = take_over_push_to_hub(training_args)
@@ -43,11 +50,12 @@ def main(args: list[str] | None = None) -> dict | None:
         tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
     tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
     model = build_model(model_args, data_args, tokenizer)
-    logger.info(f"Model: {model.num_parameters():,} parameters\n{model.config}")
+    logger.info(describe_model(model))
 
     trainer = run_training(
-        model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args, early_stopping=stopping_args
-    )
+        model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args, early_stopping=stopping_args,
+        callbacks=checkpoint_args.callbacks(),
+    )  # fmt: skip
     if "test" in raw and trainer.is_world_process_zero():
         results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
         write_card_and_push(

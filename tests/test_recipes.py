@@ -70,7 +70,7 @@ def test_train_teacher_trains_evaluates_and_resumes(tmp_path, tiny_config):
     stdout = run(command + ["--max_steps", "6"])
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 6
-    assert "Resuming from" in stdout and "checkpoint-4" in stdout
+    assert f"Resuming training from {out / 'checkpoint-4'} (the last checkpoint in output_dir) at step 4," in stdout
 
 
 def test_train_teacher_two_cpu_processes_match_one(tmp_path, tiny_config):

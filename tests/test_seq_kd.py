@@ -1,7 +1,9 @@
 """Seq-KD / Seq-Inter data: equal to plain searches written here, cached, sharded, resumable, any teacher."""
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,12 +88,18 @@ def test_rerun_is_served_from_cache_and_a_changed_teacher_is_not(tmp_path, token
     assert len(calls) == 4 and changed["translation"] != first["translation"]
 
 
-def test_shards_resume_and_equal_one_pass(tmp_path, tokenizer, teacher, monkeypatch):
+def test_shards_resume_and_equal_one_pass(tmp_path, tokenizer, teacher, monkeypatch, caplog):
     dataset = parallel_file(tmp_path)
     config = SequenceDistillationConfig(batch_size=2)
     whole = distill_dataset(dataset, teacher, tokenizer, config, "es", "en")
     work = tmp_path / "shards"
+    caplog.set_level(logging.INFO, logger="hf_seqkd")
     sharded, stats = distill_in_shards(dataset, teacher, tokenizer, config, "es", "en", work, shard_size=4)
+    # Progress of the whole run, beside each shard's own bar: shards done, speed, time left.
+    assert "Shard 1/2 saved: 1 of this process's 2 shards done" in caplog.text
+    assert re.search(
+        r"Shard 2/2 saved: 2 of this process's 2 shards done, [\d.]+ sentences/s, about 0 s left", caplog.text
+    )
     assert stats["sentences"] == 6 and sorted(p.name for p in work.glob("shard-*")) == [
         "shard-00000-of-00002",
         "shard-00001-of-00002",

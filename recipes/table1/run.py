@@ -44,6 +44,13 @@ from hf_seqkd.table1 import (  # noqa: E402
     training_record,
 )
 
+PLAN_HELP = """
+Settings: `--config plan.yaml` is the plan (output_root, results_dir, workers, threads, the stages with their recipe
+configs and overrides, the Table 1 rows); --output_root, --results_dir, --threads and --workers given on the command
+line override the plan's values. Each stage's own settings are its recipe's YAML config (see that recipe's --help)
+plus the stage's `args` in the plan.
+"""
+
 HEARTBEAT_SECONDS = 30  # a running stage's progress file is rewritten this often; older ones belong to dead runs
 
 
@@ -370,7 +377,11 @@ def _origin_line(origin: dict) -> str:
 
 
 def main(args: list[str] | None = None) -> list[dict] | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        usage="%(prog)s --config plan.yaml [--output_root DIR] [--stages a,b] [--status | --dry_run] ...",
+        description=__doc__ + PLAN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", required=True, help="The Table 1 plan: recipes/table1/quick.yaml, ...")
     parser.add_argument("--output_root", help="Where the stages write (default: the plan's output_root).")
     parser.add_argument("--results_dir", help="Where table1.json/.md/.png go (default: the plan's results_dir).")

@@ -1,4 +1,4 @@
-"""Export a trained model folder as it would go to the Hub: weights, config, code, tokenizer, card, results.
+r"""Export a trained model folder as it would go to the Hub: weights, config, code, tokenizer, card, results.
 
     python recipes/export_model.py --model_name_or_path ~/hf_seqkd_runs/table1/teacher \
         --output_dir models/bible-es-en-teacher --storage_dtype float16

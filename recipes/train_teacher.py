@@ -1,4 +1,4 @@
-"""Train a teacher (or any LSTM seq2seq) on parallel data.
+r"""Train a teacher (or any LSTM seq2seq) on parallel data.
 
     python recipes/train_teacher.py --config recipes/bible_es_en/teacher/config.yaml
     accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/train_teacher.py \

@@ -1,4 +1,4 @@
-"""Evaluate a saved translation model on a split: BLEU/chrF greedy and beam, perplexity, p(t=ŷ), words/s, params.
+r"""Evaluate a saved translation model on a split: BLEU/chrF greedy and beam, perplexity, p(t=ŷ), words/s, params.
 
     python recipes/evaluate.py --model_name_or_path outputs/bible_es_en/teacher --dataset_name bible_es_en \
         --split test --num_beams 5 --output_dir outputs/bible_es_en/teacher/test

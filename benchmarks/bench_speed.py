@@ -8,7 +8,8 @@ steps. Batch 1 (how an interactive user translates): model 2x128, V = 4000, N = 
 
 Both toolkits run in this process, interleaved: every round times each (toolkit, search) once, and the table keeps
 each one's best round, so that a busy machine slows both alike. hf_seqkd is also timed through a bare loop of decoder
-steps (no GenerationMixin), which shows what transformers' generation machinery costs per step. The roofline column
+steps (no GenerationMixin), and generate() is timed alone, on a model whose steps return stored logits without
+arithmetic (FixedLogitsModel): the bound that transformers' search machinery sets for any model. The roofline column
 is the arithmetic hf_seqkd performs per second (matrix products of the encoder, the decoder steps, attention and the
 output layer; 3x the forward for training) against this machine's float32 matmul rate for a 1024^3 product at the
 same thread count.
@@ -28,9 +29,10 @@ from dataclasses import dataclass
 
 import torch
 import transformers
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
-from hf_seqkd.modeling_lstm_seq2seq import decoder_state
+from hf_seqkd.modeling_lstm_seq2seq import DECODER_STATE_FIELD, decoder_state
 
 try:  # run as `python benchmarks/bench_speed.py`
     from peers import OpenNMTPeer, load_opennmt
@@ -117,6 +119,35 @@ def bare_search(model, input_ids, num_beams):
     return batch_size * TARGET_LENGTH
 
 
+class FixedLogitsModel(LSTMSeq2SeqForConditionalGeneration):
+    """
+    generate()'s own cost: the encoder runs, but each decoder step returns the same stored logits without any
+    arithmetic, so that the time is the search machinery of GenerationMixin alone. Its tokens/s bound what any model
+    can reach through generate() on this machine.
+    """
+
+    def forward(self, decoder_input_ids=None, encoder_outputs=None, attention_mask=None, **kwargs):
+        state = kwargs.get("cache", kwargs.get("past_key_values"))
+        if state is None:
+            memory = encoder_outputs.last_hidden_state
+            if attention_mask is None:
+                attention_mask = memory.new_ones(memory.shape[:2], dtype=torch.long)
+            state = self.model.decoder.init_state(encoder_outputs, attention_mask)
+        state.seen_tokens += decoder_input_ids.shape[1]
+        if getattr(self, "fixed_logits", None) is None or self.fixed_logits.shape[0] < decoder_input_ids.shape[0]:
+            generator = torch.Generator().manual_seed(3)
+            self.fixed_logits = torch.randn(
+                decoder_input_ids.shape[0], 1, self.config.decoder_vocab_size, generator=generator
+            )
+        logits = self.fixed_logits[: decoder_input_ids.shape[0]]
+        return Seq2SeqLMOutput(logits=logits, **{DECODER_STATE_FIELD: state})
+
+
+def fixed_logits_model(row: Row):
+    torch.manual_seed(0)
+    return FixedLogitsModel(build_model(row).config).eval()
+
+
 def hf_bare(model, batches, num_beams):
     return sum(bare_search(model, input_ids, num_beams) for input_ids in batches)
 
@@ -189,6 +220,7 @@ def print_row(label, batch, threads, search, best, roofline_cell):
         f"{best['hf']:,.0f}",
         f"{best['hf'] / best['peer']:.2f}" if "peer" in best else "-",
         f"{best['bare']:,.0f}" if "bare" in best else "-",
+        f"{best['floor']:,.0f}" if "floor" in best else "-",
         roofline_cell,
     ]
     print("| " + " | ".join(cells) + " |", flush=True)
@@ -220,14 +252,21 @@ def main():
     )
     for threads, (fp32, bf16) in rates.items():
         print(f"# 1024^3 matmul, {threads} thread(s): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
-    print(f"# target tokens/s, best of {args.rounds} interleaved rounds; roofline: hf_seqkd GFLOP/s (% of float32 matmul)\n")
-    print("| H x L, V | batch, threads | search | OpenNMT-py | hf_seqkd generate() | ratio | hf_seqkd bare loop | roofline |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"# target tokens/s, best of {args.rounds} interleaved rounds; "
+        "roofline: hf_seqkd GFLOP/s (% of float32 matmul)\n"
+    )
+    print(
+        "| H x L, V | batch, threads | search | OpenNMT-py | hf_seqkd generate() | ratio | hf_seqkd bare loop "
+        "| generate() alone | roofline |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.rows:
         row = ROWS[name]
         threads = row.threads or args.threads
         torch.set_num_threads(threads)
         model = build_model(row, dtype)
+        floor_model = fixed_logits_model(row)
         peer = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab) if onmt else None
         label = f"{row.hidden}x{row.layers}, {row.vocab}"
         for num_beams in (1, 5):
@@ -235,12 +274,14 @@ def main():
             runs = {"hf": lambda: hf_generate(model, batches, num_beams)}
             if not args.skip_bare:
                 runs["bare"] = lambda: hf_bare(model, batches, num_beams)
+                runs["floor"] = lambda: hf_generate(floor_model, batches, num_beams)
             if peer:
                 runs["peer"] = lambda: peer.translate_all(batches, num_beams, TARGET_LENGTH)
             best = {}
             warm_up = [batches[0][:2]]
             hf_generate(model, warm_up, num_beams)
             hf_bare(model, warm_up, num_beams)
+            hf_generate(floor_model, warm_up, num_beams)
             if peer:
                 peer.translate_all(warm_up, num_beams, TARGET_LENGTH)
             for _ in range(args.rounds):

@@ -33,7 +33,6 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
 from .sparse_weights import from_sparse_pretrained, sparse_weights_file
 
-
 # transformers 5.24 renamed the decoder state that `generate()` passes to `forward` and reads back from its output:
 # `past_key_values` became `cache`. The output classes say which name this release uses; `generate()` passes the
 # state under the same name.

@@ -126,3 +126,28 @@ def test_generate_with_and_without_the_decoder_state_agree(num_beams):
     input_ids, attention_mask = random_batch()
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_new_tokens=7)
     assert torch.equal(model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False))
+
+
+def test_small_searches_run_on_one_thread_and_restore_the_thread_count(monkeypatch):
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    seen = []
+    step = type(model).forward
+    monkeypatch.setattr(
+        type(model), "forward", lambda self, *a, **k: seen.append(torch.get_num_threads()) or step(self, *a, **k)
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = model.generate(input_ids=input_ids[:1], num_beams=5, max_new_tokens=3)  # 1 x 5 rows: one thread
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        model.generate(input_ids=input_ids, num_beams=3, max_new_tokens=3)  # 3 x 3 rows: left alone
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    torch.set_num_threads(1)
+    try:
+        assert torch.equal(model.generate(input_ids=input_ids[:1], num_beams=5, max_new_tokens=3), one)
+    finally:
+        torch.set_num_threads(before)

@@ -180,7 +180,7 @@ def time_training(step, tokens_per_step, steps=10, warmup=2):
     return tokens_per_step / ((time.perf_counter() - start) / steps)
 
 
-def matmul_rate(dtype=torch.float32, size=1024, repeats=5):
+def matmul_rate(dtype=torch.float32, size=1024, repeats=10):
     """GFLOP/s of one size^3 product at the current thread count (best of `repeats`)."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
@@ -300,7 +300,7 @@ def main():
             if peer:
                 steps["peer"] = peer.train_step_fn(input_ids, labels)
             best = {}
-            for _ in range(max(1, args.rounds - 1)):
+            for _ in range(args.rounds):
                 for key, step in steps.items():
                     best[key] = max(best.get(key, 0.0), time_training(step, labels.numel()))
             flops = flops_per_token(row, 1, training=True)

@@ -142,8 +142,8 @@ class LuongAttention(nn.Module):
             scores = self.v(hidden).squeeze(-1)  # (B, T, S)
             weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
         else:
-            # memory_bias + h_t^T W_a h_s in one call (the bias is 0 or the dtype's minimum, so the sum is exact).
-            weights = torch.softmax(torch.baddbmm(memory_bias, query, keys.transpose(1, 2)), dim=-1)  # (B, T, S)
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+            weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
         context = torch.bmm(weights, memory)  # (B, T, H)
         attentional = torch.tanh(self.output_proj(torch.cat([context, query], dim=-1)))  # (B, T, H)
         return attentional, weights
@@ -376,11 +376,15 @@ class LSTMSeq2SeqDecoder(nn.Module):
             embeds = self.dropout(embeds)
         hidden, cell, input_feed = state.hidden, state.cell, state.input_feed
         memory, keys, memory_bias = state.memory, state.keys, state.memory_bias
-        # Input feeding: layer 0 reads [y_{t-1}; h~_{t-1}]. Its projection of the embeddings y does not depend on the
-        # recurrence, so it is one GEMM over all T steps (teacher forcing) instead of T thin ones.
+        # Input feeding: layer 0 reads [y_{t-1}; h~_{t-1}]. Under autograd (training), its projection of the
+        # embeddings y, which does not depend on the recurrence, is one GEMM over all T steps instead of T thin ones
+        # (and as many in the backward). Without autograd (generate(), scoring) every product of a step has B rows
+        # whatever T is, so that a row's numbers do not depend on the lengths of the other targets in its batch
+        # (one GEMM of B * T rows may round differently for another T): sharded Seq-KD equals one pass exactly.
         # The per-step inputs come from `unbind`, whose backward stacks the T gradients once; indexing [:, t] would
         # add T full-size (B, T, .) gradients.
-        embed_gates = self.lstm.known_input_gates(embeds) if self.config.input_feeding else None  # (B, T, 4H)
+        precompute = self.config.input_feeding and torch.is_grad_enabled()
+        embed_gates = self.lstm.known_input_gates(embeds) if precompute else None  # (B, T, 4H)
         step_inputs = (embeds if embed_gates is None else embed_gates).unbind(1)  # T x (B, E) or T x (B, 4H)
         rest_weight = self.lstm.rest_weight(len(step_inputs)) if embed_gates is not None else None  # (4H, H)
         steps, step_weights = [], []

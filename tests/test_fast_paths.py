@@ -151,3 +151,20 @@ def test_small_searches_run_on_one_thread_and_restore_the_thread_count(monkeypat
         assert torch.equal(model.generate(input_ids=input_ids[:1], num_beams=5, max_new_tokens=3), one)
     finally:
         torch.set_num_threads(before)
+
+
+def test_embedding_gates_are_precomputed_under_autograd_only(monkeypatch):
+    """Without autograd every step multiplies B rows whatever the target length, so a row's numbers do not depend on
+    how long the other targets of its batch are (sharded Seq-KD equals one pass exactly)."""
+    model = tiny_model()
+    lstm = model.model.decoder.lstm
+    calls = []
+    original = lstm.known_input_gates
+    monkeypatch.setattr(lstm, "known_input_gates", lambda embeds: calls.append(embeds.shape) or original(embeds))
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.randint(3, 100, (3, 5)))
+    with torch.no_grad():
+        no_grad = model(**kwargs).logits
+    assert calls == []
+    torch.testing.assert_close(model(**kwargs).logits, no_grad)
+    assert calls == [(3, 5, model.config.embedding_size)]

@@ -298,7 +298,8 @@ def main():
             input_ids, labels = training_batch(row)
             steps = {"hf": hf_train_step_fn(build_model(row), input_ids, labels)}
             if peer:
-                steps["peer"] = peer.train_step_fn(input_ids, labels)
+                # A fresh model, as for hf_seqkd: the decoding one carries its translators' state.
+                steps["peer"] = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab).train_step_fn(input_ids, labels)
             best = {}
             for _ in range(args.rounds):
                 for key, step in steps.items():

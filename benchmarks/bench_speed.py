@@ -1,84 +1,110 @@
-"""Decoding and training speed of the LSTM seq2seq on the protocol of ../shared/BENCHMARKS.md.
+"""Decoding and training speed of the LSTM seq2seq beside OpenNMT-py, on the protocol of ../shared/BENCHMARKS.md.
 
 Protocol: Luong general attention, input feeding, unidirectional LSTMs, E = H, V = 8000, dropout 0, random weights
-(seed 0); N source sentences of 30 random ids, batch 64, exactly 30 output tokens each (min = max new tokens);
-greedy (transformers' greedy path, not a one-beam beam search) and beam 5; only the search is timed. Training:
-batches of 64 pairs 30 -> 30, forward + loss + backward + Adam step, mean of 10 steps after 2 warm-up steps.
-Decoding is measured twice: through `generate()` and through a bare loop of decoder steps (no GenerationMixin), to
-show what transformers' generation machinery costs per step.
+(seed 0); N source sentences of 30 random ids, batch 64, exactly 30 output tokens each (min = max length); greedy
+(transformers' greedy path, not a one-beam beam search; OpenNMT-py's GreedySearch) and beam 5; only the search is
+timed. Training: batches of 64 pairs 30 -> 30, forward + loss + backward + Adam step, mean of 10 steps after 2 warm-up
+steps. Batch 1 (how an interactive user translates): model 2x128, V = 4000, N = 32, one thread.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --threads 2
+Both toolkits run in this process, interleaved: every round times each (toolkit, search) once, and the table keeps
+each one's best round, so that a busy machine slows both alike. hf_seqkd is also timed through a bare loop of decoder
+steps (no GenerationMixin), and generate() is timed alone, on a model whose steps return stored logits without
+arithmetic (FixedLogitsModel): the bound that transformers' search machinery sets for any model. The roofline column
+is the arithmetic hf_seqkd performs per second (matrix products of the encoder, the decoder steps, attention and the
+output layer; 3x the forward for training) against this machine's float32 matmul rate for a 1024^3 product at the
+same thread count.
 
-Prints a markdown table of target tokens/s.
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py                     # all rows
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --rows 128x2-b1     # batch 1 only
+
+OpenNMT-py is measured when importable (see benchmarks/peers.py; e.g. run this script with the python of a venv
+that has it). Prints a markdown table of target tokens/s.
 """
 
 import argparse
 import os
 import platform
 import time
+from dataclasses import dataclass
 
 import torch
+import transformers
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
-from hf_seqkd.modeling_lstm_seq2seq import decoder_state
+from hf_seqkd.modeling_lstm_seq2seq import DECODER_STATE_FIELD, decoder_state
 
-SIZES = {"256x2": (256, 2), "500x2": (500, 2), "1000x4": (1000, 4)}
-VOCAB, SOURCE_LENGTH, TARGET_LENGTH, BATCH = 8000, 30, 30, 64
+try:  # run as `python benchmarks/bench_speed.py`
+    from peers import OpenNMTPeer, load_opennmt
+except ImportError:  # imported as benchmarks.bench_speed
+    from benchmarks.peers import OpenNMTPeer, load_opennmt
+
+SOURCE_LENGTH, TARGET_LENGTH = 30, 30
 
 
-def build_model(hidden, layers, device, dtype=torch.float32):
+@dataclass
+class Row:
+    hidden: int
+    layers: int
+    vocab: int = 8000
+    batch: int = 64
+    threads: int | None = None  # None: --threads
+    sentences: int = 256
+    beam_sentences: int = 256
+    train: bool = True
+
+
+ROWS = {
+    "256x2": Row(256, 2),
+    "500x2": Row(500, 2),
+    "1000x4": Row(1000, 4, beam_sentences=64, train=False),
+    "128x2-b1": Row(128, 2, vocab=4000, batch=1, threads=1, sentences=32, beam_sentences=32, train=False),
+}
+
+
+def build_model(row: Row, dtype=torch.float32):
     torch.manual_seed(0)
     config = LSTMSeq2SeqConfig(
-        vocab_size=VOCAB,
-        embedding_size=hidden,
-        hidden_size=hidden,
-        encoder_layers=layers,
-        decoder_layers=layers,
+        vocab_size=row.vocab,
+        embedding_size=row.hidden,
+        hidden_size=row.hidden,
+        encoder_layers=row.layers,
+        decoder_layers=row.layers,
         dropout=0.0,
     )
-    return LSTMSeq2SeqForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
+    return LSTMSeq2SeqForConditionalGeneration(config).to(dtype=dtype).eval()
 
 
-def source_batches(num_sentences, device):
+def source_batches(row: Row, num_sentences: int):
     generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(4, VOCAB, (num_sentences, SOURCE_LENGTH), generator=generator)
-    return [ids[i : i + BATCH].to(device) for i in range(0, num_sentences, BATCH)]
+    ids = torch.randint(4, row.vocab, (num_sentences, SOURCE_LENGTH), generator=generator)
+    return [ids[i : i + row.batch] for i in range(0, num_sentences, row.batch)]
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-@torch.inference_mode()
-def time_generate(model, batches, num_beams, device):
+def hf_generate(model, batches, num_beams):
     # No EOS id: every hypothesis runs exactly TARGET_LENGTH steps without a min-length logits processor.
     kwargs = dict(num_beams=num_beams, max_length=TARGET_LENGTH + 1, eos_token_id=None, do_sample=False)
-    model.generate(input_ids=batches[0][:4], **kwargs)  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
     tokens = 0
     for input_ids in batches:
         out = model.generate(input_ids=input_ids, **kwargs)
         tokens += input_ids.shape[0] * (out.shape[1] - 1)
-    synchronize(device)
-    return tokens / (time.perf_counter() - start)
+    return tokens
 
 
 @torch.inference_mode()
 def bare_search(model, input_ids, num_beams):
     """The decoder step loop without GenerationMixin: fixed length, no EOS handling, same arithmetic per token."""
-    batch_size = input_ids.shape[0]
+    batch_size, vocab = input_ids.shape[0], model.config.decoder_vocab_size
     encoder_outputs = model.get_encoder()(input_ids)
     if num_beams > 1:
         encoder_outputs = type(encoder_outputs)(
             **{key: value.repeat_interleave(num_beams, dim=0) for key, value in encoder_outputs.items()}
         )
-    tokens = torch.full((batch_size * num_beams, 1), model.config.decoder_start_token_id, device=input_ids.device)
+    tokens = torch.full((batch_size * num_beams, 1), model.config.decoder_start_token_id)
     state = None
-    scores = torch.zeros(batch_size, num_beams, device=input_ids.device)
+    scores = torch.zeros(batch_size, num_beams)
     scores[:, 1:] = -1e9
-    beam_offset = (torch.arange(batch_size, device=input_ids.device) * num_beams)[:, None]
+    beam_offset = (torch.arange(batch_size) * num_beams)[:, None]
     for _ in range(TARGET_LENGTH):
         out = model(encoder_outputs=encoder_outputs, decoder_input_ids=tokens, cache=state)
         state = decoder_state(out)
@@ -88,86 +114,199 @@ def bare_search(model, input_ids, num_beams):
             continue
         candidates = (scores[:, :, None] + log_probs.view(batch_size, num_beams, -1)).view(batch_size, -1)
         scores, flat = candidates.topk(num_beams, dim=-1)  # (B, K)
-        state.reorder_cache((flat // VOCAB + beam_offset).view(-1))
-        tokens = (flat % VOCAB).view(-1, 1)
+        state.reorder_cache((flat // vocab + beam_offset).view(-1))
+        tokens = (flat % vocab).view(-1, 1)
+    return batch_size * TARGET_LENGTH
 
 
-def time_bare(model, batches, num_beams, device):
-    bare_search(model, batches[0][:4], num_beams)  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    for input_ids in batches:
-        bare_search(model, input_ids, num_beams)
-    synchronize(device)
-    return sum(b.shape[0] for b in batches) * TARGET_LENGTH / (time.perf_counter() - start)
+class FixedLogitsModel(LSTMSeq2SeqForConditionalGeneration):
+    """
+    generate()'s own cost: the encoder runs, but each decoder step returns the same stored logits without any
+    arithmetic, so that the time is the search machinery of GenerationMixin alone. Its tokens/s bound what any model
+    can reach through generate() on this machine.
+    """
+
+    def forward(self, decoder_input_ids=None, encoder_outputs=None, attention_mask=None, **kwargs):
+        state = kwargs.get("cache", kwargs.get("past_key_values"))
+        if state is None:
+            memory = encoder_outputs.last_hidden_state
+            if attention_mask is None:
+                attention_mask = memory.new_ones(memory.shape[:2], dtype=torch.long)
+            state = self.model.decoder.init_state(encoder_outputs, attention_mask)
+        state.seen_tokens += decoder_input_ids.shape[1]
+        if getattr(self, "fixed_logits", None) is None or self.fixed_logits.shape[0] < decoder_input_ids.shape[0]:
+            generator = torch.Generator().manual_seed(3)
+            self.fixed_logits = torch.randn(
+                decoder_input_ids.shape[0], 1, self.config.decoder_vocab_size, generator=generator
+            )
+        logits = self.fixed_logits[: decoder_input_ids.shape[0]]
+        return Seq2SeqLMOutput(logits=logits, **{DECODER_STATE_FIELD: state})
 
 
-def time_training(model, device, steps=10, warmup=2):
+def fixed_logits_model(row: Row):
+    torch.manual_seed(0)
+    return FixedLogitsModel(build_model(row).config).eval()
+
+
+def hf_bare(model, batches, num_beams):
+    return sum(bare_search(model, input_ids, num_beams) for input_ids in batches)
+
+
+def hf_train_step_fn(model, input_ids, labels):
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(2)
-    input_ids = torch.randint(4, VOCAB, (BATCH, SOURCE_LENGTH), generator=generator).to(device)
-    labels = torch.randint(4, VOCAB, (BATCH, TARGET_LENGTH), generator=generator).to(device)
-    times = []
-    for step in range(warmup + steps):
-        synchronize(device)
-        start = time.perf_counter()
-        loss = model(input_ids=input_ids, labels=labels).loss
-        loss.backward()
+
+    def step():
+        model(input_ids=input_ids, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        synchronize(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    model.eval()
-    return BATCH * TARGET_LENGTH / (sum(times) / len(times))
+
+    return step
+
+
+def training_batch(row: Row):
+    generator = torch.Generator().manual_seed(2)
+    input_ids = torch.randint(4, row.vocab, (row.batch, SOURCE_LENGTH), generator=generator)
+    labels = torch.randint(4, row.vocab, (row.batch, TARGET_LENGTH), generator=generator)
+    return input_ids, labels
+
+
+def time_training(step, tokens_per_step, steps=10, warmup=2):
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return tokens_per_step / ((time.perf_counter() - start) / steps)
+
+
+def matmul_rate(dtype=torch.float32, size=1024, repeats=10):
+    """GFLOP/s of one size^3 product at the current thread count (best of `repeats`)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flops_per_token(row: Row, num_beams: int, training: bool = False) -> float:
+    """Matrix-product FLOPs per target token: K decoder steps, the encoder's share, 3x the forward for training."""
+    h, e, v, s, t = row.hidden, row.hidden, row.vocab, SOURCE_LENGTH, TARGET_LENGTH
+    lstm = lambda inputs: 2 * 4 * h * (inputs + h)  # noqa: E731  one LSTM cell step
+    step = lstm(e + h) + (row.layers - 1) * lstm(h)  # input feeding: layer 0 reads [y; h~]
+    step += 2 * s * h * 2 + 2 * 2 * h * h  # scores and context over S, W_c [c; h]
+    step += 2 * h * v  # output layer
+    encoder = s * (lstm(e) + (row.layers - 1) * lstm(h) + 2 * h * h)  # + the keys W_a h_s
+    forward = num_beams * step + encoder / t
+    return 3 * forward if training else forward
+
+
+def roofline(tokens_per_sec, flops, peak):
+    achieved = tokens_per_sec * flops / 1e9
+    return f"{achieved:.1f} ({100 * achieved / peak:.0f}%)"
+
+
+def print_row(label, batch, threads, search, best, roofline_cell):
+    cells = [
+        label,
+        f"{batch}, {threads}",
+        search,
+        f"{best['peer']:,.0f}" if "peer" in best else "-",
+        f"{best['hf']:,.0f}",
+        f"{best['hf'] / best['peer']:.2f}" if "peer" in best else "-",
+        f"{best['bare']:,.0f}" if "bare" in best else "-",
+        f"{best['floor']:,.0f}" if "floor" in best else "-",
+        roofline_cell,
+    ]
+    print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--num_sentences", type=int, default=256)
-    parser.add_argument("--num_sentences_large", type=int, default=64, help="N for beam search at 1000x4")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--rows", nargs="+", default=["256x2", "500x2", "128x2-b1"], choices=list(ROWS))
+    parser.add_argument("--threads", type=int, default=2, help="Threads of the batch-64 rows.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each measurement keeps its best.")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="hf_seqkd's dtype.")
+    parser.add_argument("--no_peers", action="store_true", help="Skip OpenNMT-py even when it is installed.")
     parser.add_argument("--skip_bare", action="store_true")
     parser.add_argument("--skip_training", action="store_true")
     args = parser.parse_args()
-    device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    torch.set_num_threads(args.threads)
+    onmt = None if args.no_peers else load_opennmt()
 
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
+    rates = {}
+    for threads in sorted({ROWS[name].threads or args.threads for name in args.rows}):
+        torch.set_num_threads(threads)
+        rates[threads] = (matmul_rate(torch.float32), matmul_rate(torch.bfloat16))
+    load = os.getloadavg()
     print(
-        f"# {machine}, torch {torch.__version__}, {args.threads} threads, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {args.dtype}, target tokens/s\n"
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, OpenNMT-py {onmt.__version__ if onmt else 'not installed'}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; hf_seqkd in {args.dtype}; "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; load average before {load[0]:.2f}"
     )
-    print("| H, L | greedy generate() | beam 5 generate() | greedy bare loop | beam 5 bare loop | train |")
-    print("|---|---|---|---|---|---|")
-    for name in args.sizes:
-        hidden, layers = SIZES[name]
-        model = build_model(hidden, layers, device, dtype)
-        batches = source_batches(args.num_sentences, device)
-        beam_batches = batches
-        beam_note = ""
-        if name == "1000x4" and device.type == "cpu":
-            beam_batches = source_batches(args.num_sentences_large, device)
-            beam_note = f" (N={args.num_sentences_large})"
-        row = [
-            f"{time_generate(model, batches, 1, device):,.0f}",
-            f"{time_generate(model, beam_batches, 5, device):,.0f}{beam_note}",
-        ]
-        if args.skip_bare:
-            row += ["-", "-"]
-        else:
-            row += [
-                f"{time_bare(model, batches, 1, device):,.0f}",
-                f"{time_bare(model, beam_batches, 5, device):,.0f}",
-            ]
-        skip_training = args.skip_training or name == "1000x4" or dtype != torch.float32
-        row.append("-" if skip_training else f"{time_training(model, device):,.0f}")
-        print(f"| {hidden}, {layers} | " + " | ".join(row) + " |", flush=True)
+    for threads, (fp32, bf16) in rates.items():
+        print(f"# 1024^3 matmul, {threads} thread(s): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
+    print(
+        f"# target tokens/s, best of {args.rounds} interleaved rounds; "
+        "roofline: hf_seqkd GFLOP/s (% of float32 matmul)\n"
+    )
+    print(
+        "| H x L, V | batch, threads | search | OpenNMT-py | hf_seqkd generate() | ratio | hf_seqkd bare loop "
+        "| generate() alone | roofline |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.rows:
+        row = ROWS[name]
+        threads = row.threads or args.threads
+        torch.set_num_threads(threads)
+        model = build_model(row, dtype)
+        floor_model = fixed_logits_model(row)
+        peer = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab) if onmt else None
+        label = f"{row.hidden}x{row.layers}, {row.vocab}"
+        for num_beams in (1, 5):
+            batches = source_batches(row, row.sentences if num_beams == 1 else row.beam_sentences)
+            runs = {"hf": lambda: hf_generate(model, batches, num_beams)}
+            if not args.skip_bare:
+                runs["bare"] = lambda: hf_bare(model, batches, num_beams)
+                runs["floor"] = lambda: hf_generate(floor_model, batches, num_beams)
+            if peer:
+                runs["peer"] = lambda: peer.translate_all(batches, num_beams, TARGET_LENGTH)
+            best = {}
+            warm_up = [batches[0][:2]]
+            hf_generate(model, warm_up, num_beams)
+            hf_bare(model, warm_up, num_beams)
+            hf_generate(floor_model, warm_up, num_beams)
+            if peer:
+                peer.translate_all(warm_up, num_beams, TARGET_LENGTH)
+            for _ in range(args.rounds):
+                for key, run in runs.items():
+                    start = time.perf_counter()
+                    tokens = run()
+                    best[key] = max(best.get(key, 0.0), tokens / (time.perf_counter() - start))
+            search = "greedy" if num_beams == 1 else f"beam {num_beams}"
+            if num_beams > 1 and row.beam_sentences != row.sentences:
+                search += f" (N={row.beam_sentences})"
+            flops = flops_per_token(row, num_beams)
+            print_row(label, row.batch, threads, search, best, roofline(best["hf"], flops, rates[threads][0]))
+        if row.train and not args.skip_training and dtype == torch.float32:
+            input_ids, labels = training_batch(row)
+            steps = {"hf": hf_train_step_fn(build_model(row), input_ids, labels)}
+            if peer:
+                # A fresh model, as for hf_seqkd: the decoding one carries its translators' state.
+                steps["peer"] = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab).train_step_fn(input_ids, labels)
+            best = {}
+            for _ in range(args.rounds):
+                for key, step in steps.items():
+                    best[key] = max(best.get(key, 0.0), time_training(step, labels.numel()))
+            flops = flops_per_token(row, 1, training=True)
+            print_row(label, row.batch, threads, "train", best, roofline(best["hf"], flops, rates[threads][0]))
+    print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

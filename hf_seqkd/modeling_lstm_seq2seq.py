@@ -140,9 +140,10 @@ class LuongAttention(nn.Module):
         if self.score == "concat":
             hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, H)
             scores = self.v(hidden).squeeze(-1)  # (B, T, S)
+            weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
-        weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
+            weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
         context = torch.bmm(weights, memory)  # (B, T, H)
         attentional = torch.tanh(self.output_proj(torch.cat([context, query], dim=-1)))  # (B, T, H)
         return attentional, weights
@@ -248,22 +249,76 @@ class StackedLSTM(nn.Module):
 
     Input feeding makes every decoder step depend on the previous attentional vector, so the decoder cannot hand a
     whole sequence to `nn.LSTM`; one `nn.LSTMCell` per layer trains about 20% faster here than `nn.LSTM` called on
-    one step at a time.
+    one step at a time. The cells' weights are applied with `torch.lstm_cell` directly (one fused call per layer and
+    step, no module dispatch) while they are plain `nn.LSTMCell`s; a replaced cell (e.g. a dynamically quantized one)
+    is called as a module.
+
+    `known_size` leading features of layer 0's input are known for all steps in advance (the target embeddings
+    under input feeding): `known_input_gates` projects them for every step in one GEMM, and each step then only
+    multiplies the remaining (recurrent) features.
     """
 
-    def __init__(self, num_layers: int, input_size: int, hidden_size: int, dropout: float):
+    def __init__(self, num_layers: int, input_size: int, hidden_size: int, dropout: float, known_size: int = 0):
         super().__init__()
         self.layers = nn.ModuleList(
             nn.LSTMCell(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)
         )
         self.dropout = nn.Dropout(dropout)
+        self.known_size = known_size
 
-    def forward(self, inputs: torch.Tensor, hidden: tuple, cell: tuple):
-        """inputs (B, I); hidden and cell: one (B, H) tensor per layer. Returns the top h (B, H), hidden, cell."""
+    def known_input_gates(self, known: torch.Tensor) -> torch.Tensor | None:
+        """
+        W_ih[:, :K] x + b_ih for all steps at once: (B, T, K) -> (B, T, 4H); None when layer 0 is not a plain
+        `nn.LSTMCell` (then each step passes its whole input).
+        """
+        layer = self.layers[0]
+        if not self.known_size or type(layer) is not nn.LSTMCell:
+            return None
+        return nn.functional.linear(known, layer.weight_ih[:, : self.known_size], layer.bias_ih)
+
+    def rest_weight(self, steps: int) -> torch.Tensor:
+        """
+        Layer 0's input weight for the features after the known ones, (4H, I - K): taken once per call of the decoder,
+        and made contiguous when it serves several steps (teacher forcing), so that no step's backward copies or
+        zero-pads it again.
+        """
+        weight = self.layers[0].weight_ih[:, self.known_size :]
+        return weight.contiguous() if steps > 1 else weight
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        hidden: tuple,
+        cell: tuple,
+        known_gates: torch.Tensor | None = None,
+        rest_weight: torch.Tensor | None = None,
+    ):
+        """
+        inputs (B, I): layer 0's input, or with `known_gates` (B, 4H) from `known_input_gates`, only its features
+        after the first `known_size` (multiplied by `rest_weight`). hidden and cell: one (B, H) tensor per layer.
+        Returns the top h (B, H), hidden, cell.
+        """
         new_hidden, new_cell = [], []
+        last = len(self.layers) - 1
+        drop = self.training and self.dropout.p > 0
         for i, layer in enumerate(self.layers):
-            h, c = layer(inputs, (hidden[i], cell[i]))  # (B, H) each
-            inputs = h if i == len(self.layers) - 1 else self.dropout(h)
+            if i == 0 and known_gates is not None:
+                # gates = (W_ih[:, :K] x_known + b_ih) + W_ih[:, K:] x_rest + W_hh h + b_hh
+                h, c = torch.lstm_cell(
+                    inputs,
+                    (hidden[0], cell[0]),
+                    self.rest_weight(1) if rest_weight is None else rest_weight,
+                    layer.weight_hh,
+                    known_gates,
+                    layer.bias_hh,
+                )
+            elif type(layer) is nn.LSTMCell:
+                h, c = torch.lstm_cell(
+                    inputs, (hidden[i], cell[i]), layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh
+                )
+            else:
+                h, c = layer(inputs, (hidden[i], cell[i]))  # (B, H) each
+            inputs = self.dropout(h) if drop and i < last else h
             new_hidden.append(h)
             new_cell.append(c)
         return inputs, tuple(new_hidden), tuple(new_cell)
@@ -280,7 +335,13 @@ class LSTMSeq2SeqDecoder(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         input_size = config.embedding_size + (config.hidden_size if config.input_feeding else 0)
-        self.lstm = StackedLSTM(config.decoder_layers, input_size, config.hidden_size, config.dropout)
+        self.lstm = StackedLSTM(
+            config.decoder_layers,
+            input_size,
+            config.hidden_size,
+            config.dropout,
+            known_size=config.embedding_size if config.input_feeding else 0,
+        )
         self.attention = LuongAttention(config.hidden_size, config.attention_score)
 
     def init_state(self, encoder_outputs: LSTMEncoderOutput, attention_mask: torch.Tensor) -> LSTMDecoderState:
@@ -309,20 +370,44 @@ class LSTMSeq2SeqDecoder(nn.Module):
         Returns:
             attentional (B, T, H) vectors h~_t, the new state, and attention weights (B, T, S).
         """
-        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        drop = self.training and self.dropout.p > 0
+        embeds = self.embed_tokens(input_ids)  # (B, T, E)
+        if drop:
+            embeds = self.dropout(embeds)
         hidden, cell, input_feed = state.hidden, state.cell, state.input_feed
+        memory, keys, memory_bias = state.memory, state.keys, state.memory_bias
+        # Input feeding: layer 0 reads [y_{t-1}; h~_{t-1}]. Under autograd (training), its projection of the
+        # embeddings y, which does not depend on the recurrence, is one GEMM over all T steps instead of T thin ones
+        # (and as many in the backward). Without autograd (generate(), scoring) every product of a step has B rows
+        # whatever T is, so that a row's numbers do not depend on the lengths of the other targets in its batch
+        # (one GEMM of B * T rows may round differently for another T): sharded Seq-KD equals one pass exactly.
+        # The per-step inputs come from `unbind`, whose backward stacks the T gradients once; indexing [:, t] would
+        # add T full-size (B, T, .) gradients.
+        precompute = self.config.input_feeding and torch.is_grad_enabled()
+        embed_gates = self.lstm.known_input_gates(embeds) if precompute else None  # (B, T, 4H)
+        step_inputs = (embeds if embed_gates is None else embed_gates).unbind(1)  # T x (B, E) or T x (B, 4H)
+        rest_weight = self.lstm.rest_weight(len(step_inputs)) if embed_gates is not None else None  # (4H, H)
         steps, step_weights = [], []
-        for t in range(embeds.shape[1]):
-            step_input = embeds[:, t]  # (B, E)
-            if self.config.input_feeding:
-                step_input = torch.cat([step_input, input_feed], dim=-1)  # (B, E + H)
-            output, hidden, cell = self.lstm(step_input, hidden, cell)  # (B, H)
-            attentional, weights = self.attention(output.unsqueeze(1), state.memory, state.keys, state.memory_bias)
-            input_feed = self.dropout(attentional).squeeze(1)  # (B, H)
-            steps.append(input_feed)
+        for step_input in step_inputs:
+            if embed_gates is not None:
+                output, hidden, cell = self.lstm(
+                    input_feed, hidden, cell, known_gates=step_input, rest_weight=rest_weight
+                )  # (B, H)
+            else:
+                if self.config.input_feeding:
+                    step_input = torch.cat([step_input, input_feed], dim=-1)  # (B, E + H)
+                output, hidden, cell = self.lstm(step_input, hidden, cell)  # (B, H)
+            attentional, weights = self.attention(output.unsqueeze(1), memory, keys, memory_bias)  # (B, 1, H)
+            if drop:
+                attentional = self.dropout(attentional)
+            input_feed = attentional.squeeze(1)  # (B, H)
+            steps.append(attentional)
             step_weights.append(weights)
-        attentional = torch.stack(steps, dim=1)  # (B, T, H)
-        weights = torch.cat(step_weights, dim=1)  # (B, T, S)
+        if len(steps) == 1:  # one decoding step
+            attentional, weights = steps[0], step_weights[0]  # (B, 1, H), (B, 1, S)
+        else:
+            attentional = torch.cat(steps, dim=1)  # (B, T, H)
+            weights = torch.cat(step_weights, dim=1)  # (B, T, S)
         new_state = LSTMDecoderState(
             hidden=hidden,
             cell=cell,
@@ -409,6 +494,8 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
             cache ([`LSTMDecoderState`], *optional*): continue decoding from this state.
             use_cache (`bool`, *optional*): return the decoder state (default: True).
             output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
+            return_dict (`bool`, *optional*): `False` returns the tuple (last_hidden_state, decoder state or None,
+                attention weights or None, encoder_last_hidden_state or None).
             past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
         """
         state = _decoder_state_argument(cache, past_key_values)
@@ -430,6 +517,9 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
             _check_ids("decoder_input_ids", decoder_input_ids, self.config.decoder_vocab_size)
             state = self.decoder.init_state(encoder_outputs, attention_mask)
         attentional, state, weights = self.decoder(decoder_input_ids, state)
+        if return_dict is False:  # the tuple form, as transformers models give it: no output object to build
+            encoder_last = encoder_outputs.last_hidden_state if encoder_outputs is not None else None
+            return attentional, state if use_cache else None, weights if output_attentions else None, encoder_last
         return Seq2SeqModelOutput(
             last_hidden_state=attentional,  # (B, T, H)
             **{DECODER_STATE_FIELD: state if use_cache else None},
@@ -482,6 +572,42 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
     def get_encoder(self, modality=None):
         return self.model.encoder
 
+    # A search over at most this many rows (batch x beams) runs on one CPU thread; see `generate`.
+    single_thread_search_rows = 8
+
+    def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
+        """
+        GenerationMixin.generate, unchanged, except that on CPU a search over a few rows (batch size x beams at most
+        `single_thread_search_rows`, e.g. one sentence with beam 5) runs on one thread, and the thread count is
+        restored afterwards. Each step is then a handful of matrix-vector products too small to split: measured on
+        2-core CPUs (README, Speed), two threads decode one sentence 13% (busy machine) to 2x (idle) slower than one.
+        `torch.set_num_threads` is process-wide, so torch work on other Python threads sees one thread meanwhile.
+        """
+        threads = torch.get_num_threads()
+        if (
+            threads == 1
+            or self.device.type != "cpu"
+            or self._search_rows(inputs, kwargs) > self.single_thread_search_rows
+        ):
+            return super().generate(inputs, *args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return super().generate(inputs, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _search_rows(self, inputs, kwargs) -> int:
+        """Rows that each search step computes: batch size x max(beams, sequences returned); large when unknown."""
+        source = inputs if inputs is not None else kwargs.get("input_ids")
+        if source is None and kwargs.get("encoder_outputs") is not None:
+            source = kwargs["encoder_outputs"][0]
+        if not torch.is_tensor(source):
+            return self.single_thread_search_rows + 1
+        config = kwargs.get("generation_config") or self.generation_config
+        beams = kwargs.get("num_beams") or config.num_beams or 1
+        sequences = kwargs.get("num_return_sequences") or config.num_return_sequences or 1
+        return source.shape[0] * max(beams, sequences)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -529,7 +655,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
                 )
-        outputs = self.model(
+        attentional, state, weights, encoder_last_hidden_state = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
@@ -537,8 +663,9 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             cache=_decoder_state_argument(cache, past_key_values),
             use_cache=use_cache,
             output_attentions=output_attentions,
+            return_dict=False,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V), one GEMM for all steps
+        logits = self.lm_head(attentional)  # (B, T, V), one GEMM for all steps
 
         loss = None
         if labels is not None:
@@ -553,10 +680,35 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            **{DECODER_STATE_FIELD: decoder_state(outputs)},
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            **{DECODER_STATE_FIELD: state},
+            cross_attentions=(weights,) if weights is not None else None,
+            encoder_last_hidden_state=encoder_last_hidden_state,
         )
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: LSTMDecoderState | None = None,
+        past_key_values: LSTMDecoderState | None = None,
+        next_sequence_length: int | None = None,
+        is_first_iteration: bool | None = None,
+        **kwargs,
+    ) -> dict:
+        """
+        The inputs of one `generate()` step: the target tokens the decoder state has not consumed yet, the state, and
+        every other keyword (encoder outputs, attention mask, `use_cache`, ...) passed on unchanged.
+
+        GenerationMixin's generic version does work this model never needs on every step: it inspects `forward`'s
+        signature (for remote-code models, which this one is once registered for the Auto classes), looks up the
+        model's device by walking its modules, and builds 4D masks for attention caches. Slicing by the state's own
+        token count (`seen_tokens`) gives the same inputs as the generic slicing on every transformers release,
+        whether it passes `next_sequence_length` (5.24) or `cache_position` (older); the state arrives as `cache` or
+        `past_key_values`.
+        """
+        state = _decoder_state_argument(cache, past_key_values)
+        kwargs.pop("labels", None)
+        decoder_input_ids = input_ids if state is None else input_ids[:, state.seen_tokens :]  # (B, new tokens)
+        return {"decoder_input_ids": decoder_input_ids, "cache": state, **kwargs}
 
 
 __all__ = [

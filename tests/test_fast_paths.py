@@ -1,0 +1,170 @@
+"""The decoder's fast paths equal the plain computation they replace (issue 17); no timing here."""
+
+import pytest
+import torch
+from helpers import random_batch, tiny_model
+from torch import nn
+
+from hf_seqkd.modeling_lstm_seq2seq import decoder_state
+
+
+def reference_decoder(decoder, input_ids, state):
+    """The decoder as written in Luong et al. (2015): per step, each nn.LSTMCell called on its whole input."""
+    embeds = decoder.dropout(decoder.embed_tokens(input_ids))  # (B, T, E)
+    hidden, cell, input_feed = list(state.hidden), list(state.cell), state.input_feed
+    attention = decoder.attention
+    outputs = []
+    for t in range(input_ids.shape[1]):
+        inputs = embeds[:, t]
+        if decoder.config.input_feeding:
+            inputs = torch.cat([inputs, input_feed], dim=-1)  # [y_{t-1}; h~_{t-1}]
+        for i, layer in enumerate(decoder.lstm.layers):
+            hidden[i], cell[i] = layer(inputs, (hidden[i], cell[i]))
+            inputs = hidden[i]
+        query = inputs.unsqueeze(1)  # (B, 1, H)
+        scores = torch.bmm(query, state.keys.transpose(1, 2)) + state.memory_bias  # (B, 1, S)
+        context = torch.bmm(torch.softmax(scores, dim=-1), state.memory)  # (B, 1, H)
+        attentional = torch.tanh(attention.output_proj(torch.cat([context, query], dim=-1)))  # (B, 1, H)
+        input_feed = attentional.squeeze(1)
+        outputs.append(attentional)
+    return torch.cat(outputs, dim=1)  # (B, T, H)
+
+
+def decoder_inputs(model, target_length=6):
+    input_ids, attention_mask = random_batch()
+    encoder_outputs = model.get_encoder()(input_ids, attention_mask)
+    state = model.model.decoder.init_state(encoder_outputs, attention_mask)
+    decoder_input_ids = torch.randint(3, model.config.decoder_vocab_size, (3, target_length))
+    return decoder_input_ids, state
+
+
+@pytest.mark.parametrize("variant", [{}, {"input_feeding": False}, {"decoder_init": "zeros", "decoder_layers": 3}])
+def test_teacher_forced_decoder_and_its_gradients_equal_the_plain_cell_loop(variant):
+    """The embeddings' share of layer 0's gates, projected once for all steps, gives the plain cells' outputs and
+    gradients."""
+    model = tiny_model(**variant)
+    decoder = model.model.decoder
+    decoder_input_ids, state = decoder_inputs(model)
+    fast, _, _ = decoder(decoder_input_ids, state)
+    params = list(decoder.parameters())
+    fast_grads = torch.autograd.grad(fast.square().sum(), params, allow_unused=True, retain_graph=True)
+    slow = reference_decoder(decoder, decoder_input_ids, state)
+    slow_grads = torch.autograd.grad(slow.square().sum(), params, allow_unused=True)
+    torch.testing.assert_close(fast, slow)
+    for fast_grad, slow_grad in zip(fast_grads, slow_grads):
+        if slow_grad is not None:
+            torch.testing.assert_close(fast_grad, slow_grad)
+
+
+def test_known_input_gates_are_the_embedding_part_of_layer_zero():
+    model = tiny_model()
+    lstm = model.model.decoder.lstm
+    embeds = torch.randn(3, 5, model.config.embedding_size)
+    feed = torch.zeros(3, 5, model.config.hidden_size)
+    layer = lstm.layers[0]
+    expected = nn.functional.linear(torch.cat([embeds, feed], dim=-1), layer.weight_ih, layer.bias_ih)  # (B, T, 4H)
+    torch.testing.assert_close(lstm.known_input_gates(embeds), expected)
+
+
+class WrappedCell(nn.LSTMCell):
+    """A cell that is not a plain nn.LSTMCell (as a quantized or instrumented one would be): called as a module."""
+
+    calls = 0
+
+    def forward(self, inputs, hx=None):
+        WrappedCell.calls += 1
+        return super().forward(inputs, hx)
+
+
+def test_replaced_cells_are_called_as_modules_and_give_the_same_logits():
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    decoder_input_ids = torch.randint(3, 100, (3, 4))
+    expected = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+    layers = model.model.decoder.lstm.layers
+    for i, layer in enumerate(layers):
+        wrapped = WrappedCell(layer.input_size, layer.hidden_size)
+        wrapped.load_state_dict(layer.state_dict())
+        layers[i] = wrapped
+    WrappedCell.calls = 0
+    got = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+    assert WrappedCell.calls == 4 * len(layers)
+    torch.testing.assert_close(got, expected)
+
+
+def test_tuple_output_of_the_base_model_matches_its_output_object():
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.ones(3, 2).long())
+    full = model.model(**kwargs, output_attentions=True)
+    attentional, state, weights, encoder_last = model.model(**kwargs, output_attentions=True, return_dict=False)
+    torch.testing.assert_close(attentional, full.last_hidden_state)
+    torch.testing.assert_close(weights, full.cross_attentions[0])
+    torch.testing.assert_close(encoder_last, full.encoder_last_hidden_state)
+    assert state.get_seq_length() == decoder_state(full).get_seq_length() == 2
+    assert model.model(**kwargs, use_cache=False, return_dict=False)[1] is None
+
+
+def test_prepare_inputs_for_generation_feeds_only_the_tokens_the_state_has_not_seen():
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    prefix = torch.tensor([[1, 7, 9]] * 3)
+    first = model.prepare_inputs_for_generation(prefix, attention_mask=attention_mask, use_cache=True, labels=prefix)
+    assert torch.equal(first["decoder_input_ids"], prefix) and first["cache"] is None and "labels" not in first
+    out = model(input_ids=input_ids, **first)
+    grown = torch.cat([prefix, out.logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    for name in ("cache", "past_key_values"):  # the state under either transformers name
+        step = model.prepare_inputs_for_generation(grown, **{name: decoder_state(out)}, attention_mask=attention_mask)
+        assert torch.equal(step["decoder_input_ids"], grown[:, 3:]) and step["cache"] is decoder_state(out)
+        assert step["attention_mask"] is attention_mask
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generate_with_and_without_the_decoder_state_agree(num_beams):
+    """Without a cache generate() re-runs the whole prefix (teacher forcing); with it, one step per token."""
+    model = tiny_model(seed=4)
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_new_tokens=7)
+    assert torch.equal(model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False))
+
+
+def test_small_searches_run_on_one_thread_and_restore_the_thread_count(monkeypatch):
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    seen = []
+    step = type(model).forward
+    monkeypatch.setattr(
+        type(model), "forward", lambda self, *a, **k: seen.append(torch.get_num_threads()) or step(self, *a, **k)
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = model.generate(input_ids=input_ids[:1], num_beams=5, max_new_tokens=3)  # 1 x 5 rows: one thread
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        model.generate(input_ids=input_ids, num_beams=3, max_new_tokens=3)  # 3 x 3 rows: left alone
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    torch.set_num_threads(1)
+    try:
+        assert torch.equal(model.generate(input_ids=input_ids[:1], num_beams=5, max_new_tokens=3), one)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_embedding_gates_are_precomputed_under_autograd_only(monkeypatch):
+    """Without autograd every step multiplies B rows whatever the target length, so a row's numbers do not depend on
+    how long the other targets of its batch are (sharded Seq-KD equals one pass exactly)."""
+    model = tiny_model()
+    lstm = model.model.decoder.lstm
+    calls = []
+    original = lstm.known_input_gates
+    monkeypatch.setattr(lstm, "known_input_gates", lambda embeds: calls.append(embeds.shape) or original(embeds))
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.randint(3, 100, (3, 5)))
+    with torch.no_grad():
+        no_grad = model(**kwargs).logits
+    assert calls == []
+    torch.testing.assert_close(model(**kwargs).logits, no_grad)
+    assert calls == [(3, 5, model.config.embedding_size)]

@@ -69,3 +69,17 @@ def test_translate_rejects_a_bare_string(tokenizer):
     with pytest.raises(TypeError, match="sequence of strings"):
         translate("hola", tiny_model(vocab_size=len(tokenizer)), tokenizer)
     assert torch.is_grad_enabled()
+
+
+def test_dtype_auto_is_measured_once_and_is_float32_or_bfloat16(caplog):
+    import logging
+
+    from hf_seqkd import translation
+
+    translation._MEASURED_DTYPES.clear()
+    with caplog.at_level(logging.INFO, logger="hf_seqkd.translation"):
+        chosen = translation.resolve_dtype("auto")
+        assert translation.resolve_dtype("auto") is chosen
+    assert chosen in (torch.float32, torch.bfloat16)
+    assert caplog.text.count("dtype auto on cpu") == 1  # the measurement, logged once
+    assert translation.resolve_dtype("float16") is torch.float16

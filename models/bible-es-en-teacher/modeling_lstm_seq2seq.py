@@ -1,0 +1,723 @@
+"""PyTorch LSTM encoder-decoder with Luong global attention and input feeding.
+
+The model of Luong, Pham & Manning (2015), "Effective Approaches to Attention-based Neural Machine Translation",
+as used for teachers and students by Kim & Rush (2016), "Sequence-Level Knowledge Distillation":
+
+    encoder:    h_s = LSTM^L(x_s)                                   stacked, optionally bidirectional
+    decoder:    h_t = LSTM^L([y_{t-1}; h~_{t-1}], h_{t-1})          input feeding (Luong sec. 3.3)
+    attention:  a_t(s) = softmax_s(score(h_t, h_s))                 global attention (Luong eq. 7)
+                score = h_t^T h_s | h_t^T W_a h_s | v_a^T tanh(W_a [h_t; h_s])   dot | general | concat (eq. 8)
+                c_t = sum_s a_t(s) h_s
+    output:     h~_t = tanh(W_c [c_t; h_t])                         attentional vector (eq. 5)
+                p(y_t | y_<t, x) = softmax(W_s h~_t)                (eq. 6)
+
+Decoding runs one decoder step per new token. Everything that step needs travels in one `LSTMDecoderState`: the
+LSTM (h, c), the input-feed vector h~_{t-1}, and the encoder memory with its keys W_a h_s, which are computed once per
+source. `generate()` of transformers hands that state back to `forward` (as `cache` from transformers 5.24, as
+`past_key_values` before) and calls `LSTMDecoderState.reorder_cache` during beam search; `_decoder_state_argument`
+and `DECODER_STATE_FIELD` are the one place that knows the two names.
+
+This file (with `configuration_lstm_seq2seq.py` and `sparse_weights.py`) is also what `save_pretrained` copies next
+to the weights for `trust_remote_code` loading, so it imports nothing else from hf_seqkd.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+
+from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
+from .sparse_weights import from_sparse_pretrained, sparse_weights_file
+
+# transformers 5.24 renamed the decoder state that `generate()` passes to `forward` and reads back from its output:
+# `past_key_values` became `cache`. The output classes say which name this release uses; `generate()` passes the
+# state under the same name.
+DECODER_STATE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def _decoder_state_argument(cache, past_key_values):
+    """The decoder state passed to `forward` under either name (`cache` or the older `past_key_values`)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("Pass the decoder state once, as `cache` (or `past_key_values`), not as both.")
+    return cache if cache is not None else past_key_values
+
+
+@dataclass
+class LSTMEncoderOutput(ModelOutput):
+    """
+    Output of [`LSTMSeq2SeqEncoder`]. Every tensor is batch-first, because `generate()` expands encoder outputs along
+    dim 0 for beam search.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`):
+            Top-layer encoder states h_s (zeros at padding positions).
+        final_hidden_state (`torch.FloatTensor` of shape `(batch_size, encoder_layers, hidden_size)`):
+            Final h of each encoder layer (both directions concatenated for a bidirectional encoder).
+        final_cell_state (`torch.FloatTensor` of shape `(batch_size, encoder_layers, hidden_size)`):
+            Final c of each encoder layer.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    final_hidden_state: torch.FloatTensor | None = None
+    final_cell_state: torch.FloatTensor | None = None
+
+
+class LSTMDecoderState:
+    """
+    Everything the decoder carries from one step to the next; the `cache` (formerly `past_key_values`) of this model.
+
+    Args:
+        hidden (`tuple` of `decoder_layers` `torch.FloatTensor` of shape `(batch_size, hidden_size)`): LSTM h of each
+            layer.
+        cell (`tuple` of `decoder_layers` `torch.FloatTensor` of shape `(batch_size, hidden_size)`): LSTM c of each
+            layer.
+        input_feed (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): the last attentional vector h~.
+        memory (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`): encoder states h_s.
+        keys (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`): h_s projected for the score
+            (W_a h_s for `general`), computed once per source.
+        memory_bias (`torch.FloatTensor` of shape `(batch_size, 1, source_length)`): 0 on source tokens, a large
+            negative number on padding; added to the attention scores.
+        seen_tokens (`int`): number of target tokens consumed so far.
+    """
+
+    def __init__(self, hidden, cell, input_feed, memory, keys, memory_bias, seen_tokens=0):
+        self.hidden = hidden
+        self.cell = cell
+        self.input_feed = input_feed
+        self.memory = memory
+        self.keys = keys
+        self.memory_bias = memory_bias
+        self.seen_tokens = seen_tokens
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """
+        Keeps, for every row, the recurrent state of the beam it continues (in place, as `generate()` expects).
+
+        Beam search only ever picks `beam_idx` among the beams of the same source, and those beams share one copy
+        of the source's memory, keys and mask, so only h, c and the input feed are gathered (as OpenNMT-py does;
+        re-gathering the memory every step costs as much as the attention itself).
+        """
+        self.hidden = tuple(h.index_select(0, beam_idx) for h in self.hidden)
+        self.cell = tuple(c.index_select(0, beam_idx) for c in self.cell)
+        self.input_feed = self.input_feed.index_select(0, beam_idx)
+
+
+class LuongAttention(nn.Module):
+    """Global attention with Luong's `dot`, `general` or `concat` score, and the attentional vector h~."""
+
+    def __init__(self, hidden_size: int, score: str):
+        super().__init__()
+        self.score = score
+        if score in ("general", "concat"):
+            self.key_proj = nn.Linear(hidden_size, hidden_size, bias=False)  # W_a (its h_s half for concat)
+        if score == "concat":
+            self.query_proj = nn.Linear(hidden_size, hidden_size, bias=False)  # the h_t half of W_a
+            self.v = nn.Linear(hidden_size, 1, bias=False)  # v_a
+        self.output_proj = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c
+
+    def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """The part of the score that depends on the source only; computed once per source."""
+        return memory if self.score == "dot" else self.key_proj(memory)  # (B, S, H)
+
+    def forward(self, query, memory, keys, memory_bias):
+        """
+        Args:
+            query: (B, T, H) decoder top-layer states h_t.
+            memory: (B, S, H) encoder states h_s.
+            keys: (B, S, H) from `project_keys(memory)`.
+            memory_bias: (B, 1, S) 0 on tokens, large negative on padding.
+
+        Returns:
+            attentional (B, T, H) h~_t and the attention weights (B, T, S).
+        """
+        if self.score == "concat":
+            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, H)
+            scores = self.v(hidden).squeeze(-1)  # (B, T, S)
+            weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
+        else:
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+            weights = torch.softmax(scores + memory_bias, dim=-1)  # (B, T, S)
+        context = torch.bmm(weights, memory)  # (B, T, H)
+        attentional = torch.tanh(self.output_proj(torch.cat([context, query], dim=-1)))  # (B, T, H)
+        return attentional, weights
+
+
+def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index: bool = False) -> None:
+    values = ids[ids != -100] if allow_ignore_index else ids
+    if values.numel() and (values.min() < 0 or values.max() >= vocab_size):
+        raise ValueError(
+            f"`{name}` holds token ids in [{int(values.min())}, {int(values.max())}] but the vocabulary has "
+            f"{vocab_size} tokens (ids 0..{vocab_size - 1}). Was it encoded with another model's tokenizer?"
+        )
+
+
+class LSTMSeq2SeqEncoder(nn.Module):
+    """Stacked (optionally bidirectional) LSTM over the embedded source; padding is packed away, never read."""
+
+    def __init__(self, config: LSTMSeq2SeqConfig):
+        super().__init__()
+        self.config = config
+        directions = 2 if config.bidirectional_encoder else 1
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            config.embedding_size,
+            config.hidden_size // directions,
+            num_layers=config.encoder_layers,
+            dropout=config.dropout if config.encoder_layers > 1 else 0.0,
+            bidirectional=config.bidirectional_encoder,
+            batch_first=True,
+        )
+
+    def _check_source(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Validates the source batch and returns its lengths (B,)."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch_size, source_length), got {tuple(input_ids.shape)}.")
+        batch_size, source_length = input_ids.shape
+        if batch_size == 0:
+            raise ValueError("Empty batch: `input_ids` has no rows. Pass at least one source sequence.")
+        if source_length == 0:
+            raise ValueError("Empty source: `input_ids` has no tokens. Every source needs at least its EOS token.")
+        if source_length > self.config.max_source_length:
+            raise ValueError(
+                f"Source of {source_length} tokens is longer than max_source_length={self.config.max_source_length}. "
+                f"Truncate when tokenizing (`tokenizer(..., truncation=True, max_length="
+                f"{self.config.max_source_length})`) or raise `max_source_length` in the config."
+            )
+        _check_ids("input_ids", input_ids, self.config.vocab_size)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
+                f"{tuple(input_ids.shape)}."
+            )
+        lengths = attention_mask.sum(dim=1)  # (B,)
+        if (lengths == 0).any():
+            rows = (lengths == 0).nonzero().flatten().tolist()
+            raise ValueError(f"Empty source in rows {rows}: the attention mask has no token there.")
+        positions = torch.arange(source_length, device=lengths.device)  # (S,)
+        if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
+            raise ValueError(
+                "The LSTM encoder needs right padding (tokens first, then padding); "
+                "set tokenizer.padding_side = 'right'."
+            )
+        return lengths
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> LSTMEncoderOutput:
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id).long()
+        lengths = self._check_source(input_ids, attention_mask)
+        batch_size, source_length = input_ids.shape
+
+        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
+        if bool((lengths == source_length).all()):  # no padding: skip packing
+            memory, (hidden, cell) = self.lstm(embeds)  # (B, S, H), (L * D, B, H / D)
+        else:
+            packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_memory, (hidden, cell) = self.lstm(packed)
+            memory, _ = pad_packed_sequence(packed_memory, batch_first=True, total_length=source_length)  # (B, S, H)
+
+        if self.config.bidirectional_encoder:
+            # (L * 2, B, H / 2) -> (L, B, H): each layer's [forward; backward] final states.
+            layers = self.config.encoder_layers
+            hidden = hidden.view(layers, 2, batch_size, -1).permute(0, 2, 1, 3).reshape(layers, batch_size, -1)
+            cell = cell.view(layers, 2, batch_size, -1).permute(0, 2, 1, 3).reshape(layers, batch_size, -1)
+        return LSTMEncoderOutput(
+            last_hidden_state=memory,  # (B, S, H)
+            final_hidden_state=hidden.transpose(0, 1),  # (B, L, H)
+            final_cell_state=cell.transpose(0, 1),  # (B, L, H)
+        )
+
+
+class StackedLSTM(nn.Module):
+    """
+    LSTM cells stacked with dropout between layers, run one time step at a time (as OpenNMT-py's StackedLSTM).
+
+    Input feeding makes every decoder step depend on the previous attentional vector, so the decoder cannot hand a
+    whole sequence to `nn.LSTM`; one `nn.LSTMCell` per layer trains about 20% faster here than `nn.LSTM` called on
+    one step at a time. The cells' weights are applied with `torch.lstm_cell` directly (one fused call per layer and
+    step, no module dispatch) while they are plain `nn.LSTMCell`s; a replaced cell (e.g. a dynamically quantized one)
+    is called as a module.
+
+    `known_size` leading features of layer 0's input are known for all steps in advance (the target embeddings
+    under input feeding): `known_input_gates` projects them for every step in one GEMM, and each step then only
+    multiplies the remaining (recurrent) features.
+    """
+
+    def __init__(self, num_layers: int, input_size: int, hidden_size: int, dropout: float, known_size: int = 0):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.LSTMCell(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.known_size = known_size
+
+    def known_input_gates(self, known: torch.Tensor) -> torch.Tensor | None:
+        """
+        W_ih[:, :K] x + b_ih for all steps at once: (B, T, K) -> (B, T, 4H); None when layer 0 is not a plain
+        `nn.LSTMCell` (then each step passes its whole input).
+        """
+        layer = self.layers[0]
+        if not self.known_size or type(layer) is not nn.LSTMCell:
+            return None
+        return nn.functional.linear(known, layer.weight_ih[:, : self.known_size], layer.bias_ih)
+
+    def rest_weight(self, steps: int) -> torch.Tensor:
+        """
+        Layer 0's input weight for the features after the known ones, (4H, I - K): taken once per call of the decoder,
+        and made contiguous when it serves several steps (teacher forcing), so that no step's backward copies or
+        zero-pads it again.
+        """
+        weight = self.layers[0].weight_ih[:, self.known_size :]
+        return weight.contiguous() if steps > 1 else weight
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        hidden: tuple,
+        cell: tuple,
+        known_gates: torch.Tensor | None = None,
+        rest_weight: torch.Tensor | None = None,
+    ):
+        """
+        inputs (B, I): layer 0's input, or with `known_gates` (B, 4H) from `known_input_gates`, only its features
+        after the first `known_size` (multiplied by `rest_weight`). hidden and cell: one (B, H) tensor per layer.
+        Returns the top h (B, H), hidden, cell.
+        """
+        new_hidden, new_cell = [], []
+        last = len(self.layers) - 1
+        drop = self.training and self.dropout.p > 0
+        for i, layer in enumerate(self.layers):
+            if i == 0 and known_gates is not None:
+                # gates = (W_ih[:, :K] x_known + b_ih) + W_ih[:, K:] x_rest + W_hh h + b_hh
+                h, c = torch.lstm_cell(
+                    inputs,
+                    (hidden[0], cell[0]),
+                    self.rest_weight(1) if rest_weight is None else rest_weight,
+                    layer.weight_hh,
+                    known_gates,
+                    layer.bias_hh,
+                )
+            elif type(layer) is nn.LSTMCell:
+                h, c = torch.lstm_cell(
+                    inputs, (hidden[i], cell[i]), layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh
+                )
+            else:
+                h, c = layer(inputs, (hidden[i], cell[i]))  # (B, H) each
+            inputs = self.dropout(h) if drop and i < last else h
+            new_hidden.append(h)
+            new_cell.append(c)
+        return inputs, tuple(new_hidden), tuple(new_cell)
+
+
+class LSTMSeq2SeqDecoder(nn.Module):
+    """Stacked LSTM decoder with input feeding and global attention; returns the attentional vectors h~."""
+
+    def __init__(self, config: LSTMSeq2SeqConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(
+            config.decoder_vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        input_size = config.embedding_size + (config.hidden_size if config.input_feeding else 0)
+        self.lstm = StackedLSTM(
+            config.decoder_layers,
+            input_size,
+            config.hidden_size,
+            config.dropout,
+            known_size=config.embedding_size if config.input_feeding else 0,
+        )
+        self.attention = LuongAttention(config.hidden_size, config.attention_score)
+
+    def init_state(self, encoder_outputs: LSTMEncoderOutput, attention_mask: torch.Tensor) -> LSTMDecoderState:
+        """The decoder state before the first target token: one call per source batch."""
+        memory = encoder_outputs.last_hidden_state  # (B, S, H)
+        batch_size = memory.shape[0]
+        if self.config.decoder_init == "encoder_final":
+            hidden = encoder_outputs.final_hidden_state.unbind(1)  # L x (B, H)
+            cell = encoder_outputs.final_cell_state.unbind(1)  # L x (B, H)
+        else:
+            hidden = cell = (memory.new_zeros(batch_size, self.config.hidden_size),) * self.config.decoder_layers
+        memory_bias = (1.0 - attention_mask[:, None, :].to(memory.dtype)) * torch.finfo(memory.dtype).min  # (B, 1, S)
+        return LSTMDecoderState(
+            hidden=hidden,
+            cell=cell,
+            input_feed=memory.new_zeros(batch_size, self.config.hidden_size),  # h~_0 = 0
+            memory=memory,
+            keys=self.attention.project_keys(memory),  # (B, S, H), once per source
+            memory_bias=memory_bias,
+        )
+
+    def forward(self, input_ids: torch.LongTensor, state: LSTMDecoderState):
+        """
+        Runs the decoder over `input_ids` (B, T) from `state`.
+
+        Returns:
+            attentional (B, T, H) vectors h~_t, the new state, and attention weights (B, T, S).
+        """
+        drop = self.training and self.dropout.p > 0
+        embeds = self.embed_tokens(input_ids)  # (B, T, E)
+        if drop:
+            embeds = self.dropout(embeds)
+        hidden, cell, input_feed = state.hidden, state.cell, state.input_feed
+        memory, keys, memory_bias = state.memory, state.keys, state.memory_bias
+        # Input feeding: layer 0 reads [y_{t-1}; h~_{t-1}]. Under autograd (training), its projection of the
+        # embeddings y, which does not depend on the recurrence, is one GEMM over all T steps instead of T thin ones
+        # (and as many in the backward). Without autograd (generate(), scoring) every product of a step has B rows
+        # whatever T is, so that a row's numbers do not depend on the lengths of the other targets in its batch
+        # (one GEMM of B * T rows may round differently for another T): sharded Seq-KD equals one pass exactly.
+        # The per-step inputs come from `unbind`, whose backward stacks the T gradients once; indexing [:, t] would
+        # add T full-size (B, T, .) gradients.
+        precompute = self.config.input_feeding and torch.is_grad_enabled()
+        embed_gates = self.lstm.known_input_gates(embeds) if precompute else None  # (B, T, 4H)
+        step_inputs = (embeds if embed_gates is None else embed_gates).unbind(1)  # T x (B, E) or T x (B, 4H)
+        rest_weight = self.lstm.rest_weight(len(step_inputs)) if embed_gates is not None else None  # (4H, H)
+        steps, step_weights = [], []
+        for step_input in step_inputs:
+            if embed_gates is not None:
+                output, hidden, cell = self.lstm(
+                    input_feed, hidden, cell, known_gates=step_input, rest_weight=rest_weight
+                )  # (B, H)
+            else:
+                if self.config.input_feeding:
+                    step_input = torch.cat([step_input, input_feed], dim=-1)  # (B, E + H)
+                output, hidden, cell = self.lstm(step_input, hidden, cell)  # (B, H)
+            attentional, weights = self.attention(output.unsqueeze(1), memory, keys, memory_bias)  # (B, 1, H)
+            if drop:
+                attentional = self.dropout(attentional)
+            input_feed = attentional.squeeze(1)  # (B, H)
+            steps.append(attentional)
+            step_weights.append(weights)
+        if len(steps) == 1:  # one decoding step
+            attentional, weights = steps[0], step_weights[0]  # (B, 1, H), (B, 1, S)
+        else:
+            attentional = torch.cat(steps, dim=1)  # (B, T, H)
+            weights = torch.cat(step_weights, dim=1)  # (B, T, S)
+        new_state = LSTMDecoderState(
+            hidden=hidden,
+            cell=cell,
+            input_feed=input_feed,
+            memory=state.memory,
+            keys=state.keys,
+            memory_bias=state.memory_bias,
+            seen_tokens=state.seen_tokens + input_ids.shape[1],
+        )
+        return attentional, new_state, weights
+
+
+class LSTMSeq2SeqPreTrainedModel(PreTrainedModel):
+    config_class = LSTMSeq2SeqConfig
+    config: LSTMSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    # The recurrent state cannot be cropped or rebuilt from a token prefix (no assisted decoding) and is not a
+    # transformers `Cache`: generate() must not build a DynamicCache for it.
+    _is_stateful = True
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        # A folder written by hf_seqkd.pruning.save_pruned keeps its weights sparsely (model.sparse.safetensors, no
+        # model.safetensors): load those, densified, so that a pruned model loads like any other.
+        sparse_file = sparse_weights_file(pretrained_model_name_or_path, **kwargs)
+        if sparse_file is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return from_sparse_pretrained(cls, pretrained_model_name_or_path, sparse_file, *model_args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # Luong et al. (2015): every parameter uniform in [-0.1, 0.1].
+        for name, param in module.named_parameters(recurse=False):
+            init.uniform_(param, -self.config.init_range, self.config.init_range)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            init.zeros_(module.weight[module.padding_idx])
+
+
+class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
+    """The encoder-decoder without the output softmax; `last_hidden_state` holds the attentional vectors h~."""
+
+    def __init__(self, config: LSTMSeq2SeqConfig):
+        super().__init__(config)
+        self.encoder = LSTMSeq2SeqEncoder(config)
+        self.decoder = LSTMSeq2SeqDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        encoder_outputs: LSTMEncoderOutput | tuple | None = None,
+        cache: LSTMDecoderState | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        past_key_values: LSTMDecoderState | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`): source token ids, right-padded.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*): 1 on tokens, 0 on
+                padding; derived from `pad_token_id` when omitted.
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder inputs; with
+                `cache`, only the new tokens.
+            encoder_outputs ([`LSTMEncoderOutput`], *optional*): reuse an encoding of the source.
+            cache ([`LSTMDecoderState`], *optional*): continue decoding from this state.
+            use_cache (`bool`, *optional*): return the decoder state (default: True).
+            output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
+            return_dict (`bool`, *optional*): `False` returns the tuple (last_hidden_state, decoder state or None,
+                attention weights or None, encoder_last_hidden_state or None).
+            past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
+        """
+        state = _decoder_state_argument(cache, past_key_values)
+        if decoder_input_ids is None:
+            raise ValueError("`decoder_input_ids` (or `labels`) are needed: the decoder has no default input.")
+        use_cache = True if use_cache is None else use_cache
+        if state is None:
+            if encoder_outputs is None:
+                if input_ids is None:
+                    raise ValueError("Pass `input_ids` (or `encoder_outputs`) for a new source batch.")
+                if attention_mask is None:
+                    attention_mask = input_ids.ne(self.config.pad_token_id).long()
+                encoder_outputs = self.encoder(input_ids, attention_mask)
+            elif isinstance(encoder_outputs, tuple):
+                encoder_outputs = LSTMEncoderOutput(*encoder_outputs)
+            memory = encoder_outputs.last_hidden_state
+            if attention_mask is None:
+                attention_mask = memory.new_ones(memory.shape[:2], dtype=torch.long)
+            _check_ids("decoder_input_ids", decoder_input_ids, self.config.decoder_vocab_size)
+            state = self.decoder.init_state(encoder_outputs, attention_mask)
+        attentional, state, weights = self.decoder(decoder_input_ids, state)
+        if return_dict is False:  # the tuple form, as transformers models give it: no output object to build
+            encoder_last = encoder_outputs.last_hidden_state if encoder_outputs is not None else None
+            return attentional, state if use_cache else None, weights if output_attentions else None, encoder_last
+        return Seq2SeqModelOutput(
+            last_hidden_state=attentional,  # (B, T, H)
+            **{DECODER_STATE_FIELD: state if use_cache else None},
+            cross_attentions=(weights,) if output_attentions else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state if encoder_outputs is not None else None,
+        )
+
+
+def decoder_state(outputs: ModelOutput) -> LSTMDecoderState | None:
+    """The decoder state in a model output, whichever name this transformers release gives it."""
+    return outputs.get(DECODER_STATE_FIELD)
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: start token, then the labels but the last, with -100 replaced by padding."""
+    decoder_input_ids = labels.new_empty(labels.shape)
+    decoder_input_ids[:, 1:] = labels[:, :-1]
+    decoder_input_ids[:, 0] = decoder_start_token_id
+    return decoder_input_ids.masked_fill(decoder_input_ids == -100, pad_token_id)
+
+
+class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, GenerationMixin):
+    """
+    The LSTM encoder-decoder with its output softmax: a transformers seq2seq LM. `generate()` works as for any
+    transformers model (greedy, beam search, sampling), one decoder step per token.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+
+    def __init__(self, config: LSTMSeq2SeqConfig):
+        super().__init__(config)
+        self.model = LSTMSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.decoder_vocab_size)  # W_s
+        self.post_init()
+        # The config's default `max_length` (20) is far too short for translation.
+        self.generation_config.max_length = config.max_target_length
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def get_encoder(self, modality=None):
+        return self.model.encoder
+
+    # A search over at most this many rows (batch x beams) runs on one CPU thread; see `generate`.
+    single_thread_search_rows = 8
+
+    def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
+        """
+        GenerationMixin.generate, unchanged, except that on CPU a search over a few rows (batch size x beams at most
+        `single_thread_search_rows`, e.g. one sentence with beam 5) runs on one thread, and the thread count is
+        restored afterwards. Each step is then a handful of matrix-vector products too small to split: measured on
+        2-core CPUs (README, Speed), two threads decode one sentence 13% (busy machine) to 2x (idle) slower than one.
+        `torch.set_num_threads` is process-wide, so torch work on other Python threads sees one thread meanwhile.
+        """
+        threads = torch.get_num_threads()
+        if (
+            threads == 1
+            or self.device.type != "cpu"
+            or self._search_rows(inputs, kwargs) > self.single_thread_search_rows
+        ):
+            return super().generate(inputs, *args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return super().generate(inputs, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _search_rows(self, inputs, kwargs) -> int:
+        """Rows that each search step computes: batch size x max(beams, sequences returned); large when unknown."""
+        source = inputs if inputs is not None else kwargs.get("input_ids")
+        if source is None and kwargs.get("encoder_outputs") is not None:
+            source = kwargs["encoder_outputs"][0]
+        if not torch.is_tensor(source):
+            return self.single_thread_search_rows + 1
+        config = kwargs.get("generation_config") or self.generation_config
+        beams = kwargs.get("num_beams") or config.num_beams or 1
+        sequences = kwargs.get("num_return_sequences") or config.num_return_sequences or 1
+        return source.shape[0] * max(beams, sequences)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: LSTMEncoderOutput | tuple | None = None,
+        cache: LSTMDecoderState | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        past_key_values: LSTMDecoderState | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`): source token ids, right-padded.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*): 1 on tokens, 0 on
+                padding; derived from `pad_token_id` when omitted.
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): decoder
+                inputs; built from `labels` (shifted right after `decoder_start_token_id`) when omitted.
+            decoder_attention_mask (`torch.Tensor`, *optional*): accepted for API compatibility and unused: the
+                decoder is causal and target padding only follows the tokens, so it never changes a real position.
+            encoder_outputs ([`LSTMEncoderOutput`], *optional*): reuse an encoding of the source.
+            cache ([`LSTMDecoderState`], *optional*): continue decoding from this state.
+            labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): target ids; -100 is
+                ignored by the loss.
+            use_cache (`bool`, *optional*): return the decoder state (default: True).
+            output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
+            num_items_in_batch (`int`, *optional*): number of label tokens in the whole (accumulated, all-process)
+                batch; the loss is then the token sum divided by it, so gradient accumulation is exact.
+            past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
+
+        Returns:
+            [`~transformers.modeling_outputs.Seq2SeqLMOutput`] with `logits` (B, T, V), `loss` when labels are given
+            (mean token cross-entropy), and the decoder state as `cache` (`past_key_values` before transformers
+            5.24; `decoder_state(output)` reads it under either name).
+        """
+        if labels is not None:
+            _check_ids("labels", labels, self.config.decoder_vocab_size, allow_ignore_index=True)
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        attentional, state, weights, encoder_last_hidden_state = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            encoder_outputs=encoder_outputs,
+            cache=_decoder_state_argument(cache, past_key_values),
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            return_dict=False,
+        )
+        logits = self.lm_head(attentional)  # (B, T, V), one GEMM for all steps
+
+        loss = None
+        if labels is not None:
+            loss_sum = nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
+            )
+            denominator = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+            if torch.is_tensor(denominator):
+                denominator = denominator.to(loss_sum.device)
+            loss = loss_sum / denominator
+
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            **{DECODER_STATE_FIELD: state},
+            cross_attentions=(weights,) if weights is not None else None,
+            encoder_last_hidden_state=encoder_last_hidden_state,
+        )
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: LSTMDecoderState | None = None,
+        past_key_values: LSTMDecoderState | None = None,
+        next_sequence_length: int | None = None,
+        is_first_iteration: bool | None = None,
+        **kwargs,
+    ) -> dict:
+        """
+        The inputs of one `generate()` step: the target tokens the decoder state has not consumed yet, the state, and
+        every other keyword (encoder outputs, attention mask, `use_cache`, ...) passed on unchanged.
+
+        GenerationMixin's generic version does work this model never needs on every step: it inspects `forward`'s
+        signature (for remote-code models, which this one is once registered for the Auto classes), looks up the
+        model's device by walking its modules, and builds 4D masks for attention caches. Slicing by the state's own
+        token count (`seen_tokens`) gives the same inputs as the generic slicing on every transformers release,
+        whether it passes `next_sequence_length` (5.24) or `cache_position` (older); the state arrives as `cache` or
+        `past_key_values`.
+        """
+        state = _decoder_state_argument(cache, past_key_values)
+        kwargs.pop("labels", None)
+        decoder_input_ids = input_ids if state is None else input_ids[:, state.seen_tokens :]  # (B, new tokens)
+        return {"decoder_input_ids": decoder_input_ids, "cache": state, **kwargs}
+
+
+__all__ = [
+    "DECODER_STATE_FIELD",
+    "LSTMDecoderState",
+    "LSTMEncoderOutput",
+    "LSTMSeq2SeqForConditionalGeneration",
+    "LSTMSeq2SeqModel",
+    "LSTMSeq2SeqPreTrainedModel",
+    "decoder_state",
+    "shift_tokens_right",
+]

@@ -5,10 +5,13 @@ r"""Export a trained model folder as it would go to the Hub: weights, config, co
 
 The card (`README.md`) and `eval_results.json` that the training recipe wrote next to the model are kept. With
 `--storage_dtype float16` the weights take half the space on disk while the config keeps float32, so
-`AutoModelForSeq2SeqLM.from_pretrained` loads them as float32 and a CPU decodes at full speed. This is how the
-teacher bundled in `models/bible-es-en-teacher/` was made.
+`AutoModelForSeq2SeqLM.from_pretrained` loads them as float32 and a CPU decodes at full speed. With
+`--remote_code false` the folder leaves out the copy of the modeling code (and its `auto_map`), for a model that is
+loaded where hf_seqkd is installed: a copy inside this repository would only go stale. This is how the teacher
+bundled in `models/bible-es-en-teacher/` was made (`--storage_dtype float16 --remote_code false`).
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,7 @@ class ExportArguments:
         model_name_or_path (`str`): the trained model folder, with its `README.md` card (and `eval_results.json`).
         output_dir (`str`): where the exported folder goes.
         storage_dtype (`str`): `float32` (as trained), `float16` or `bfloat16` for the weights on disk.
+        remote_code (`bool`): keep the modeling code for `trust_remote_code` loading without hf_seqkd.
     """
 
     model_name_or_path: str = field(metadata={"help": "The trained model folder (with its card)."})
@@ -40,6 +44,9 @@ class ExportArguments:
             "help": "dtype of the weights on disk; loading casts them back.",
             "choices": ["float32", "float16", "bfloat16"],
         },
+    )
+    remote_code: bool = field(
+        default=True, metadata={"help": "Keep the modeling code (for loading without hf_seqkd installed)."}
     )
 
 
@@ -63,6 +70,15 @@ def main(args: list[str] | None = None) -> list[str]:
     names = prepare_push_folder(
         model, tokenizer, ModelCard.load(card_path), export_args.output_dir, extra, storage_dtype=storage_dtype
     )
+    if not export_args.remote_code:
+        output_dir = Path(export_args.output_dir)
+        code = [name for name in names if name.endswith(".py")]
+        for name in code:
+            (output_dir / name).unlink()
+        config = json.loads((output_dir / "config.json").read_text())
+        config.pop("auto_map", None)
+        (output_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        names = [name for name in names if name not in code]
     print("\n".join(f"{export_args.output_dir}/{name}" for name in names))
     return names
 

@@ -43,6 +43,16 @@ def test_float16_storage_loads_as_float32_and_keeps_card_and_results(tmp_path, t
     torch.testing.assert_close(exported(**kwargs).logits, original(**kwargs).logits, atol=2e-2, rtol=2e-2)
 
 
+def test_without_remote_code_the_folder_loads_through_hf_seqkd(tmp_path, tokenizer):
+    trained = Path(save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8))
+    ModelCard("# A tiny teacher\n").save(trained / "README.md")
+    names = export(["--model_name_or_path", str(trained), "--output_dir", str(tmp_path / "out"), "--remote_code",
+                    "false"])  # fmt: skip
+    assert not [name for name in names if name.endswith(".py")] and not list((tmp_path / "out").glob("*.py"))
+    assert "auto_map" not in json.loads((tmp_path / "out" / "config.json").read_text())
+    assert type(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out")).__name__.startswith("LSTMSeq2Seq")
+
+
 def test_a_folder_without_a_card_is_refused(tmp_path, tokenizer):
     trained = save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8)
     with pytest.raises(FileNotFoundError, match="no model card"):

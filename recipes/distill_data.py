@@ -146,7 +146,12 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
     card.save(dataset_dir / "README.md")
     (dataset_dir / "distillation.json").write_text(
         json.dumps(
-            {"config": asdict(distill_config), "teacher": run_args.teacher_model_name_or_path, "splits": split_stats},
+            {
+                "config": asdict(distill_config),
+                "teacher": run_args.teacher_model_name_or_path,
+                "dtype": str(teacher.dtype).removeprefix("torch."),  # what `--dtype auto` chose, for the record
+                "splits": split_stats,
+            },
             indent=2,
         )
     )

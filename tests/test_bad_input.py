@@ -321,6 +321,7 @@ def test_distill_data_rerun_keeps_the_measured_speed(tmp_path, teacher_folder):
     record = tmp_path / "out" / "dataset" / "distillation.json"
     first = json.loads(record.read_text())["splits"]["train"]
     assert first["sentences_per_sec"] > 0
+    assert json.loads(record.read_text())["dtype"] == "float32"  # the recipe's default
     recipe.main(argv)  # every shard is done: nothing is measured
     assert json.loads(record.read_text())["splits"]["train"] == first
     card = (tmp_path / "out" / "dataset" / "README.md").read_text()

@@ -12,12 +12,12 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from .checks import check_parallel_rows, could_be_hub_id, jsonl_line_of_row, read_tsv, scan_jsonl
+from .resources import shipped_folder
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# The Spanish-English Bible shipped with the repository (see data/README.md).
-BUNDLED_CORPUS = REPO_ROOT / "data" / "bible_es_en"
+# The Spanish-English Bible shipped with the package (data/README.md in the repository tells its provenance).
+BUNDLED_CORPUS = shipped_folder("bible_es_en", "data/bible_es_en")
 SPLITS = ("train", "validation", "test")
 
 

@@ -32,9 +32,11 @@ from huggingface_hub import (
 )
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from .resources import shipped_folder
+
 logger = logging.getLogger(__name__)
 
-HUB_CARDS = Path(__file__).resolve().parent.parent / "hub_cards"
+HUB_CARDS = shipped_folder("hub_cards", "hub_cards")  # the card templates, shipped with the package
 METHODS = {
     "seq_kd": "Seq-KD: the teacher's best beam-search hypothesis",
     "seq_inter": "Seq-Inter: the teacher's K-best hypothesis closest to the reference",

@@ -24,6 +24,7 @@ user/name` uploads them with the model. A killed run started
 again with the same command resumes where it stopped.
 """
 
+import copy
 import dataclasses
 import json
 import logging
@@ -52,6 +53,7 @@ from hf_seqkd.training import (
     load_or_train_tokenizer,
     run_training,
 )
+from hf_seqkd.translation import resolve_dtype
 from hf_seqkd.word_kd import (
     KDSeq2SeqTrainer,
     KDSeq2SeqTrainingArguments,
@@ -72,7 +74,11 @@ class StudentArguments:
         mode (`str`): `baseline`, `word_kd`, `seq_kd`, `seq_inter` or `combined` (see the module docstring).
         seq_kd_dataset (`str`, *optional*): a dataset folder written by recipes/distill_data.py in seq_kd mode.
         seq_inter_dataset (`str`, *optional*): the same in seq_inter mode.
+        seq_kd_num_beams (`int`): K of Seq-KD data made here (the paper: 5).
         seq_inter_num_beams (`int`): K of Seq-Inter data made here (the paper: 35).
+        distill_dtype (`str`): the teacher's dtype while it makes Seq-KD / Seq-Inter data here; `auto` takes
+            bfloat16 where this machine multiplies it faster than float32, measured
+            ([`~hf_seqkd.translation.fastest_dtype`]). Word-KD always uses the teacher in float32.
         distill_batch_size (`int`): sources per generate call when making Seq-KD / Seq-Inter data here.
         word_kd_cache (`bool`): Word-KD from the teacher's top-k (`--teacher_top_k`) cached once, instead of running
             the teacher on every batch.
@@ -89,7 +95,13 @@ class StudentArguments:
     mode: str = field(default="baseline", metadata={"help": "Training regime.", "choices": list(MODES)})
     seq_kd_dataset: str | None = field(default=None, metadata={"help": "Seq-KD dataset folder (distill_data.py)."})
     seq_inter_dataset: str | None = field(default=None, metadata={"help": "Seq-Inter dataset folder."})
+    seq_kd_num_beams: int = field(default=5, metadata={"help": "K of Seq-KD data made here."})
     seq_inter_num_beams: int = field(default=35, metadata={"help": "K of Seq-Inter data made here."})
+    distill_dtype: str = field(
+        default="float32",
+        metadata={"help": "Teacher dtype for data made here; auto: the faster of float32 and bfloat16, measured.",
+                  "choices": ["float32", "bfloat16", "float16", "auto"]},  # fmt: skip
+    )
     distill_batch_size: int = field(default=64, metadata={"help": "Sources per generate call for data made here."})
     word_kd_cache: bool = field(default=False, metadata={"help": "Word-KD from the teacher's cached top-k."})
     finetune_num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs of the combined 2nd stage."})
@@ -110,13 +122,17 @@ def distilled_train_split(mode, folder, raw_train, teacher, tokenizer, args, dat
         return check_parallel_rows(
             load_from_disk(folder)["train"], data_args.source_lang, data_args.target_lang, where
         )
-    num_beams = args.seq_inter_num_beams if mode == "seq_inter" else 5
+    num_beams = args.seq_inter_num_beams if mode == "seq_inter" else args.seq_kd_num_beams
     config = SequenceDistillationConfig(mode=mode, num_beams=num_beams, batch_size=args.distill_batch_size)
     work_dir = Path(output_dir) / f"{mode}_data"
-    logger.info(f"Making {mode} data with the teacher (K={num_beams}) in {work_dir}; later runs reuse it.")
+    dtype = resolve_dtype(args.distill_dtype, teacher.device)
+    # A copy in the generation dtype: the teacher itself stays in float32 for Word-KD (combined mode).
+    generator = teacher if dtype == teacher.dtype else copy.deepcopy(teacher).to(dtype)
+    logger.info(f"Making {mode} data with the teacher (K={num_beams}, {dtype}) in {work_dir}; later runs reuse it.")
     distilled, _ = distill_in_shards(
-        raw_train, teacher, tokenizer, config, data_args.source_lang, data_args.target_lang, work_dir
+        raw_train, generator, tokenizer, config, data_args.source_lang, data_args.target_lang, work_dir
     )
+    del generator
     state = PartialState()
     if state.is_main_process:
         distilled.save_to_disk(work_dir / "train")
@@ -293,7 +309,7 @@ def training_facts(student_args, training_args, data_args) -> dict:
     mode = student_args.mode
     facts = {"mode": mode, "dataset": data_args.dataset_name or data_args.train_file}
     teacher = training_args.teacher_model_name_or_path
-    beams = {"seq_kd": 5, "seq_inter": student_args.seq_inter_num_beams}
+    beams = {"seq_kd": student_args.seq_kd_num_beams, "seq_inter": student_args.seq_inter_num_beams}
     for kind, folder in (("seq_kd", student_args.seq_kd_dataset), ("seq_inter", student_args.seq_inter_dataset)):
         made_by = Path(folder or "", "distillation.json")
         if folder and made_by.is_file():  # data from recipes/distill_data.py says which teacher and K made it

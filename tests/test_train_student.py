@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -67,11 +68,15 @@ def test_word_kd_online_and_cached(tmp_path, teacher_dir, cache, caplog):
     assert AutoModelForSeq2SeqLM.from_pretrained(out).config.vocab_size == 120
 
 
-def test_seq_kd_made_on_the_fly_is_cached_and_trained_on(tmp_path, teacher_dir):
-    out = train(tmp_path, "seq_kd", "--mode", "seq_kd", "--teacher_model_name_or_path", teacher_dir)
+def test_seq_kd_made_on_the_fly_is_cached_and_trained_on(tmp_path, teacher_dir, caplog):
+    caplog.set_level(logging.INFO)
+    out = train(tmp_path, "seq_kd", "--mode", "seq_kd", "--teacher_model_name_or_path", teacher_dir,
+                "--seq_kd_num_beams", "2", "--distill_dtype", "auto")  # fmt: skip
     data = load_from_disk(out / "seq_kd_data" / "train")
     assert len(data) == 24 and data.column_names[:3] == ["translation", "reference", "teacher_log_prob"]
     assert data["reference"] != [pair["en"] for pair in data["translation"]]  # the targets are the teacher's
+    assert "Making seq_kd data with the teacher (K=2, torch." in caplog.text  # K and the measured dtype
+    assert "(K = 2)" in (out / "README.md").read_text()  # the card reads K from the run, not a side file
 
 
 def test_seq_inter_from_a_dataset_folder(tmp_path, teacher_dir):

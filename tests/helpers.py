@@ -78,3 +78,15 @@ def save_tiny_teacher(folder, tokenizer, max_new_tokens: int) -> str:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def load_recipe(name: str = "train_student"):
+    """A recipe script under recipes/ (e.g. `train_student`), imported as a module, for its `main` and `ARGUMENTS`."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe

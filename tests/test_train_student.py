@@ -1,13 +1,12 @@
 """recipes/train_student.py: every training regime of Kim & Rush's Table 1 runs a few steps on tiny data."""
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import pytest
 from datasets import DatasetDict, load_from_disk
-from helpers import save_tiny_teacher
+from helpers import load_recipe, save_tiny_teacher
 from transformers import AutoModelForSeq2SeqLM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,13 +18,6 @@ TINY = [
     "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "3", "--report_to", "none",
     "--seq_inter_num_beams", "3", "--distill_batch_size", "8", "--teacher_top_k", "8",
 ]  # fmt: skip
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_student", REPO / "recipes" / "train_student.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SOURCES, save_tiny_teacher
+from helpers import SOURCES, load_recipe, save_tiny_teacher
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoUrl
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
@@ -47,13 +47,6 @@ distill_batch_size: 8
 teacher_top_k: 8
 disable_tqdm: true
 """
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_student", REPO / "recipes" / "train_student.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    return recipe
 
 
 @pytest.fixture(scope="module")

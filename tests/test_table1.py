@@ -3,6 +3,7 @@ quick plan on tiny data, skips finished stages, stops at a failure, and writes r
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -70,6 +71,16 @@ def test_plan_has_every_row_and_every_stage_command_parses(plan_path):
         parse_args(script_arguments(REPO / stage.script), cmd[script + 1 :], check_inputs=False)
         assert not any(re.search(r"\{\w+\}", part) for part in cmd), cmd  # every placeholder filled
         assert env["OMP_NUM_THREADS"] == "1"
+        assert env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")  # the stages import the installed hf_seqkd
+
+
+def test_driver_says_when_hf_seqkd_is_not_this_checkouts(monkeypatch):
+    driver = load_driver()
+    monkeypatch.setattr(driver, "library_location", lambda: str(REPO / "hf_seqkd"))
+    assert driver.library_note() is None and "hf_seqkd from" not in driver.provenance()["commit"]
+    monkeypatch.setattr(driver, "library_location", lambda: "/elsewhere/hf_seqkd")
+    assert "import hf_seqkd from /elsewhere/hf_seqkd, not from this checkout" in driver.library_note()
+    assert driver.provenance()["commit"].endswith("(hf_seqkd from /elsewhere/hf_seqkd)")
 
 
 def test_unknown_stage_in_a_dependency_is_an_error(tmp_path):

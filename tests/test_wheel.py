@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -39,3 +40,11 @@ def test_wheel_ships_cards_and_corpus_and_works_outside_the_checkout(tmp_path):
     corpus, cards, test_rows = out.stdout.split()
     assert corpus == str(tmp_path / "site" / "hf_seqkd" / "bible_es_en") and test_rows == "3"
     assert cards == str(tmp_path / "site" / "hf_seqkd" / "hub_cards")
+
+
+def test_no_script_changes_the_import_path():
+    """Recipes, the Table 1 driver and benchmarks import the installed hf_seqkd: none edits sys.path or PYTHONPATH."""
+    scripts = [*(REPO / "recipes").rglob("*.py"), *(REPO / "benchmarks").glob("*.py"), REPO / "quickstart.sh"]
+    assert len(scripts) > 10
+    patching = [str(path.relative_to(REPO)) for path in scripts if re.search(r"sys\.path|PYTHONPATH", path.read_text())]
+    assert not patching, f"{patching} change the import path"

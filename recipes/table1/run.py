@@ -17,7 +17,9 @@ the speeds in the table are measured on an otherwise idle machine.
 `--status` says which stages are done (and how long they took), which are running (with their progress), and an
 estimate of the time left, without starting anything. Run a long plan from a checkout that does not change under
 it (e.g. `git worktree add ~/hf_seqkd_runs/code <commit>`) with `--output_root` outside the work tree, so that it
-can be resumed from another session.
+can be resumed from another session. The stages import the `hf_seqkd` installed in the Python that runs this script
+(`pip install --no-deps .` of that checkout into a virtual environment pins it too); the results name the commit and
+where `hf_seqkd` came from.
 """
 
 import argparse
@@ -31,10 +33,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # `hf_seqkd` from this checkout even when it is not installed
-
-from hf_seqkd.table1 import (  # noqa: E402
+import hf_seqkd
+from hf_seqkd.table1 import (
     collect_rows,
     describe_machine,
     describe_software,
@@ -51,6 +51,7 @@ line override the plan's values. Each stage's own settings are its recipe's YAML
 plus the stage's `args` in the plan.
 """
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout whose recipes and configs the stages run
 HEARTBEAT_SECONDS = 30  # a running stage's progress file is rewritten this often; older ones belong to dead runs
 
 
@@ -142,7 +143,6 @@ def command(stage: Stage, root: Path, threads: int, stage_names: list[str]) -> t
         values = value if isinstance(value, list) else [value]
         cmd += [f"--{key}", *(_format(v, paths, root) for v in values)]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(max(1, threads // stage.processes)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return cmd, env
 
 
@@ -175,6 +175,8 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
     for name in wanted:
         if name not in pending:
             print(f"[table1] {name}: done already, skipped", flush=True)
+    if library_note():
+        print(library_note(), flush=True)
     if dry_run:
         for name in pending:
             cmd, env = command(stages[name], root, stage_threads(name), list(stages))
@@ -319,8 +321,23 @@ def status(plan: dict) -> dict:
     return {"stages": states, "hours_left": wall / 60}
 
 
+def library_location() -> str:
+    """Where the stages' `hf_seqkd` comes from: the package folder of the Python that runs the plan."""
+    return str(Path(hf_seqkd.__file__).resolve().parent)
+
+
+def library_note() -> str | None:
+    """A warning when that package is not this checkout's: the recorded commit would then not be the code that ran."""
+    if library_location() == str(REPO / "hf_seqkd"):
+        return None
+    return (
+        f"[table1] warning: the stages import hf_seqkd from {library_location()}, not from this checkout ({REPO}); "
+        f"to run this checkout's code, install it into the Python that runs the plan (pip install --no-deps {REPO})."
+    )
+
+
 def provenance() -> dict:
-    """The commit of the code that ran the plan, the library versions and the machine."""
+    """The commit of the code that ran the plan, where `hf_seqkd` came from, the library versions and the machine."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -330,6 +347,8 @@ def provenance() -> dict:
         commit += " (with uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
+    if library_note():
+        commit += f" (hf_seqkd from {library_location()})"
     return {"commit": commit, "software": describe_software()}
 
 

@@ -19,8 +19,8 @@ import torch
 from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import corpus_scores, decode_and_score
-from hf_seqkd.table1 import describe_machine
 from hf_seqkd.translation import load_translation_model
+from hf_seqkd.utils import describe_machine
 
 logger = logging.getLogger(__name__)
 

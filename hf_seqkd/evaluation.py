@@ -3,13 +3,12 @@ Evaluation of translation models as Kim & Rush (2016) report it: BLEU (greedy an
 how peaked the model is (p(t=ŷ|s) of its own output), parameter counts and decoding speed.
 """
 
-import contextlib
 import json
 import logging
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,7 +16,17 @@ from sacrebleu.metrics import BLEU, CHRF
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .translation import length_sorted_batches, output_length_limit, pad_right, source_length_limit
+from .utils import (
+    count_parameters,
+    eos_token_ids,
+    eval_mode,
+    length_sorted_batches,
+    output_length_limit,
+    pad_right,
+    sequence_log_probs,
+    source_length_limit,
+    token_nll,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +92,8 @@ def reference_perplexity(
     """
     _check_parallel(sources, references, "sources", "references")
     # Only the sources are truncated (as translate() does): a truncated reference would drop tokens from the score.
-    source_ids = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
+    limit = source_length_limit(model, tokenizer)
+    source_ids = tokenizer(list(sources), truncation=True, max_length=limit)["input_ids"]
     # verbose=False: a reference over the tokenizer's model_max_length is scored whole (an LSTM decoder has no limit)
     # or cut below, with a warning that counts them, where the model's positions end.
     target_ids = tokenizer(text_target=list(references), verbose=False)["input_ids"]
@@ -95,7 +105,7 @@ def reference_perplexity(
     pairs = list(zip(source_ids, target_ids))
     total_nll, total_tokens = 0.0, 0
     bar = tqdm(total=len(pairs), desc="Perplexity of the references", unit="sent", disable=not progress)
-    with _eval_mode(model), torch.inference_mode(), bar:
+    with eval_mode(model), torch.inference_mode(), bar:
         for batch_indices in length_sorted_batches([len(s) + len(t) for s, t in pairs], batch_size):
             batch = tokenizer.pad({"input_ids": [pairs[i][0] for i in batch_indices]}, return_tensors="pt")
             # -100 rather than the pad id: padding never counts as a token (nor collides with a real pad token).
@@ -103,8 +113,7 @@ def reference_perplexity(
             batch, labels = batch.to(model.device), labels.to(model.device)
             # The model shifts `labels` right itself, so each model gets its own decoder start token.
             logits = model(**batch, labels=labels, use_cache=False).logits
-            token_nll = _token_nll(logits, labels)
-            total_nll += token_nll.sum().item()
+            total_nll += token_nll(logits, labels).sum().item()
             total_tokens += labels.ne(-100).sum().item()
             bar.update(len(batch_indices))
     mean_nll = total_nll / total_tokens
@@ -159,12 +168,12 @@ def decode_and_score(
         generate_kwargs.update(output_length_limit(max_new_tokens))
     eos_ids = eos_token_ids(model, tokenizer)
 
-    encoded = tokenizer(list(sources), truncation=True, max_length=max_source_length(model, tokenizer))["input_ids"]
+    encoded = tokenizer(list(sources), truncation=True, max_length=source_length_limit(model, tokenizer))["input_ids"]
     hypotheses, log_probs = [""] * len(sources), [0.0] * len(sources)
     seconds, num_tokens, num_words = 0.0, 0, 0
     search = "Greedy search" if num_beams == 1 else f"Beam search ({num_beams})"
     bar = tqdm(total=len(sources), desc=search, unit="sent", disable=not progress)
-    with _eval_mode(model), torch.inference_mode(), bar:
+    with eval_mode(model), torch.inference_mode(), bar:
         for batch_indices in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt")
             batch = batch.to(model.device)
@@ -190,51 +199,6 @@ def decode_and_score(
         "tokens_per_sec": _rate(num_tokens, seconds),
         "mean_log_prob": sum(log_probs) / len(log_probs),
         "p_output": sum(math.exp(log_prob) for log_prob in log_probs) / len(log_probs),
-    }
-
-
-def sequence_log_probs(
-    model: PreTrainedModel, batch: dict, sequences: torch.LongTensor, eos_ids: torch.LongTensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    Exact log p(ŷ|x) of generated sequences, by teacher forcing them through the model (generate's
-    `sequences_scores` are divided by a length penalty).
-
-    Args:
-        model (`PreTrainedModel`): the seq2seq model that generated `sequences`.
-        batch (`dict`): its encoder inputs (`input_ids`, `attention_mask`), one row per sequence.
-        sequences (`torch.LongTensor` of shape `(batch_size, length)`): generate's output, decoder start token first.
-        eos_ids (`torch.LongTensor`): the end-of-sequence id(s).
-
-    Returns:
-        `(log_probs, lengths)`: (B,) sum of token log-probs up to and including the first EOS (all tokens for an
-        unfinished output), and (B,) the number of tokens scored.
-    """
-    # sequences = [decoder start] ŷ_1 ... EOS [pad ...]: score every position up to the first EOS.
-    labels = sequences[:, 1:]
-    is_eos = torch.isin(labels, eos_ids.to(labels.device)).int()
-    # cumsum - is_eos is 0 up to and including the first EOS, > 0 after it; an unfinished output keeps all.
-    labels = labels.masked_fill((is_eos.cumsum(dim=1) - is_eos) > 0, -100)
-    # Feeding exactly generate's decoder inputs reproduces its conditioning, whatever the start token.
-    logits = model(**batch, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
-    return -_token_nll(logits, labels).sum(dim=1), labels.ne(-100).sum(dim=1)
-
-
-def count_parameters(model: torch.nn.Module) -> dict:
-    """
-    Counts the entries of a model's parameters.
-
-    Args:
-        model (`torch.nn.Module`): the model.
-
-    Returns:
-        `dict`: `params`, the number of parameter entries, and `params_nonzero`, those that are not zero (what is left
-        after weight pruning). `model.parameters()` yields a tied (shared) tensor once, so it is counted once.
-    """
-    params = list(model.parameters())
-    return {
-        "params": sum(param.numel() for param in params),
-        "params_nonzero": sum(int(torch.count_nonzero(param.detach())) for param in params),
     }
 
 
@@ -270,7 +234,7 @@ def evaluate_model(
     """
     _check_parallel(sources, references, "sources", "references")
     results = {}
-    with _eval_mode(model):
+    with eval_mode(model):
         runs = {"greedy": decode_and_score(model, tokenizer, sources, 1, batch_size, max_new_tokens, progress)}
         # Beam search with one beam *is* greedy search: no need to decode twice.
         runs["beam"] = (
@@ -351,27 +315,6 @@ def _check_parallel(first: Sequence[str], second: Sequence[str], first_name: str
         raise ValueError(f"`{first_name}` and `{second_name}` are empty.")
 
 
-def max_source_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    # The same limit as translate(): longer sources would be rejected by the LSTM encoder (or overrun positions).
-    return source_length_limit(model, tokenizer)
-
-
-def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, T) negative log-likelihoods of `labels`, 0 where a label is -100; in float32 for half-precision models."""
-    nll = torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
-    )
-    return nll.view(labels.shape)
-
-
-def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
-    # generate() stops on the generation config's EOS id(s), which may be a list.
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return torch.tensor(eos if isinstance(eos, list) else [eos], dtype=torch.long)
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -386,17 +329,6 @@ def _human_count(count: int) -> str:
         if count >= threshold:
             return f"{count / threshold:.1f}{suffix}"
     return str(count)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) inside the block, the model's previous mode after it."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def evaluate_split(

@@ -13,7 +13,6 @@ import glob
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from huggingface_hub import (
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from .resources import shipped_folder
+from .utils import describe_machine
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ MODE_TAGS = {
 STALE_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json"]
 # Metadata that names other repositories (base_model, datasets) must hold Hub ids, not local folders.
 HUB_ID_PATTERN = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-def machine_description() -> str:
-    """What the speed figures were measured on."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    processor = platform.processor() or platform.machine()
-    return f"{processor} CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
 def load_results(path: str | os.PathLike) -> dict:
@@ -372,7 +364,7 @@ def render_model_card(
         architecture=architecture(config),
         # A JSON string is a valid Python string literal, quotes and accents included.
         example_literal=json.dumps(example or f"A sentence in {source_lang}.", ensure_ascii=False),
-        machine=machine or results.get("machine") or machine_description(),
+        machine=machine or results.get("machine") or describe_machine(),
     )
     # Optional template sections leave runs of blank lines behind; Markdown ignores them, readers of the raw file not.
     card.content = re.sub(r"\n{3,}", "\n\n", card.content)
@@ -585,7 +577,7 @@ def render_distilled_dataset_card(
         distilled_splits=list(splits),
         splits=splits,
         bleu_signature=bleu_signature,
-        machine=machine_description(),
+        machine=describe_machine(),
     )
 
 

@@ -33,7 +33,6 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .evaluation import count_parameters
 from .sparse_weights import (
     HUB_KWARGS,
     SPARSE_WEIGHTS_NAME,
@@ -43,6 +42,7 @@ from .sparse_weights import (
     sparse_weights_file,
     unpack_bits,
 )
+from .utils import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ def pruning_report(model: nn.Module, teacher_params=None, folder=None) -> dict:
             (`save_pretrained`) and/or compact ([`save_pruned`]), whose weight files are measured.
 
     Returns:
-        `dict`: `params` and `params_nonzero` (as [`~hf_seqkd.evaluation.count_parameters`] counts them: a tied
+        `dict`: `params` and `params_nonzero` (as [`~hf_seqkd.utils.count_parameters`] counts them: a tied
         tensor once), `sparsity` (the fraction of all parameters that are zero), `params_to_nonzero` (the student's
         own compression); with a teacher, `teacher_params` and `teacher_to_nonzero` (teacher parameters per nonzero
         student parameter: 13.0 means "13x fewer"); with folders, `dense_bytes` (model.safetensors and shards),

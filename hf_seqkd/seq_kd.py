@@ -23,9 +23,14 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .evaluation import eos_token_ids, max_source_length, sequence_log_probs
-from .translation import output_length_limit
-from .word_kd import teacher_fingerprint
+from .utils import (
+    eos_token_ids,
+    eval_mode,
+    model_fingerprint,
+    output_length_limit,
+    sequence_log_probs,
+    source_length_limit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +115,7 @@ def check_distillation_inputs(
 def distillation_fingerprint(teacher: PreTrainedModel, config: SequenceDistillationConfig, tokenizer) -> str:
     """A hash of what the new targets depend on: the teacher (config and weights), its tokenizer and generation
     settings, and the distillation settings."""
-    digest = hashlib.sha256(teacher_fingerprint(teacher).encode())
+    digest = hashlib.sha256(model_fingerprint(teacher).encode())
     digest.update(repr(config).encode())
     digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(repr(teacher.generation_config.to_diff_dict()).encode())
@@ -130,7 +135,7 @@ def distill_batch(
     sources = [pair[source_lang] for pair in pairs]
     references = [pair[target_lang] for pair in pairs]
     num_return = config.num_beams if config.mode == "seq_inter" else 1
-    encoded = tokenizer(sources, truncation=True, max_length=max_source_length(teacher, tokenizer))
+    encoded = tokenizer(sources, truncation=True, max_length=source_length_limit(teacher, tokenizer))
     inputs = tokenizer.pad({"input_ids": encoded["input_ids"]}, return_tensors="pt").to(teacher.device)
     generate_kwargs = {"num_beams": config.num_beams, "num_return_sequences": num_return, "do_sample": False}
     generate_kwargs["length_penalty"] = config.length_penalty
@@ -204,7 +209,6 @@ def distill_dataset(
         position in the K-best list, 0 = the beam's best) and `sentence_bleu` / `sentence_chrf`.
     """
     check_distillation_inputs(dataset, teacher, tokenizer, source_lang, target_lang)
-    teacher.eval()
     fingerprint = distillation_fingerprint(teacher, config, tokenizer)
     # Character length stands in for token length: cheap, and close enough to group similar sources.
     ordered = dataset.map(
@@ -212,21 +216,22 @@ def distill_dataset(
         with_indices=True,
         desc="Measuring sources",
     ).sort("_length", reverse=True)  # longest first: an out-of-memory error shows up at once
-    distilled = ordered.map(
-        distill_batch,
-        fn_kwargs={
-            "teacher": teacher,
-            "tokenizer": tokenizer,
-            "config": config,
-            "source_lang": source_lang,
-            "target_lang": target_lang,
-        },
-        batched=True,
-        batch_size=config.batch_size,
-        remove_columns=["translation", "_length"],
-        new_fingerprint=hashlib.sha256(f"{ordered._fingerprint}-{fingerprint}".encode()).hexdigest()[:32],
-        desc=desc or f"{config.mode} (K={config.num_beams})",
-    )
+    with eval_mode(teacher):
+        distilled = ordered.map(
+            distill_batch,
+            fn_kwargs={
+                "teacher": teacher,
+                "tokenizer": tokenizer,
+                "config": config,
+                "source_lang": source_lang,
+                "target_lang": target_lang,
+            },
+            batched=True,
+            batch_size=config.batch_size,
+            remove_columns=["translation", "_length"],
+            new_fingerprint=hashlib.sha256(f"{ordered._fingerprint}-{fingerprint}".encode()).hexdigest()[:32],
+            desc=desc or f"{config.mode} (K={config.num_beams})",
+        )
     restored = distilled.sort("_original_index").remove_columns("_original_index")
     # translation, then the new columns, then whatever else the rows carried (ids, ...).
     new_columns = [name for name in restored.column_names if name not in dataset.column_names]

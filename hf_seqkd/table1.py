@@ -6,7 +6,6 @@ recipes/evaluate.py). recipes/table1/run.py trains the models and calls these fu
 
 import json
 import math
-import os
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,22 +57,6 @@ PAPER_BLEU = {
     "seq_kd": (18.9, 19.0),
     "combined": (18.8, 19.2),
 }
-
-
-def describe_machine(device: str = "cpu") -> str:
-    """The machine a speed was measured on, in words: GPU name, or CPU model, cores and torch threads."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    model = platform.processor() or "CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def describe_software() -> str:

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import sacrebleu
 import torch
 from datasets import Dataset
 from transformers import (
@@ -32,6 +31,7 @@ from .arguments import ModelArguments
 from .checks import check_resumable, last_intact_checkpoint
 from .configuration_lstm_seq2seq import PRESETS, LSTMSeq2SeqConfig
 from .data import DataArguments, source_and_target_texts
+from .evaluation import corpus_scores
 from .modeling_lstm_seq2seq import LSTMSeq2SeqForConditionalGeneration
 from .tokenization import train_tokenizer
 
@@ -234,10 +234,8 @@ def bleu_metrics(tokenizer: PreTrainedTokenizerBase):
         labels = np.where(labels < 0, tokenizer.pad_token_id, labels)
         hypotheses = [text.strip() for text in tokenizer.batch_decode(predictions, skip_special_tokens=True)]
         references = [text.strip() for text in tokenizer.batch_decode(labels, skip_special_tokens=True)]
-        return {
-            "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-        }
+        scores = corpus_scores(hypotheses, references)
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
 
     return compute_metrics
 

@@ -2,11 +2,13 @@
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .utils import eval_mode, length_sorted_batches, output_length_limit, source_length_limit
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +122,7 @@ def translate(
             encoded[i] = ids
         logger.warning(f"{len(too_long)} of {len(texts)} sources were truncated to {max_source_length} tokens.")
     translations = [""] * len(encoded)
-    model_was_training = model.training
-    model.eval()
-    with torch.inference_mode(), tqdm(total=len(encoded), disable=not progress, unit="sent") as bar:
+    with eval_mode(model), torch.inference_mode(), tqdm(total=len(encoded), disable=not progress, unit="sent") as bar:
         for batch_indices in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_indices]}, return_tensors="pt").to(
                 model.device
@@ -131,42 +131,4 @@ def translate(
             for index, text in zip(batch_indices, tokenizer.batch_decode(outputs, skip_special_tokens=True)):
                 translations[index] = text.strip()
             bar.update(len(batch_indices))
-    model.train(model_was_training)
     return translations
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices in batches of similar length, so that batches carry little padding."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
-def source_length_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    """
-    The longest source `model` takes, in tokens: its config's `max_source_length` (the LSTM's), else the tokenizer's
-    `model_max_length` capped by the config's `max_position_embeddings` (a transformer's position table, e.g.
-    Marian's: a longer source would index past it).
-    """
-    limit = getattr(model.config, "max_source_length", None)
-    if limit:
-        return limit
-    positions = getattr(model.config, "max_position_embeddings", None)
-    return min(tokenizer.model_max_length, positions) if positions else tokenizer.model_max_length
-
-
-def output_length_limit(max_new_tokens: int) -> dict:
-    """
-    `generate` kwargs that cap a seq2seq output at `max_new_tokens` tokens, as `max_length` (the decoder prompt is the
-    one start token). Passing `max_new_tokens` to a model whose generation config sets `max_length`, as ours does,
-    makes transformers warn on every call that both are set.
-    """
-    return {"max_length": max_new_tokens + 1}
-
-
-def pad_right(sequences: list[list[int]], value: int) -> torch.Tensor:
-    """Right-pads `sequences` with `value` into a (len(sequences), longest) LongTensor."""
-    padded = torch.full((len(sequences), max(map(len, sequences))), value, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        padded[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    return padded

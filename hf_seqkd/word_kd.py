@@ -24,7 +24,6 @@ trainer = KDSeq2SeqTrainer(model=student, teacher_model="outputs/bible_es_en/tea
 """
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-from .translation import pad_right
+from .utils import eval_mode, model_fingerprint, pad_right
 
 logger = logging.getLogger(__name__)
 
@@ -293,10 +292,8 @@ def add_teacher_top_k(
     features = dataset.features.copy()
     features[TOP_K_LOG_PROBS] = List(List(Value("float16")))
     features[TOP_K_IDS] = List(List(Value("int32")))
-    fingerprint = _hash(dataset._fingerprint, teacher_fingerprint(teacher), f"top_k={k}", "word_kd.v1")[:32]
-    was_training = teacher.training
-    teacher.eval()
-    try:
+    fingerprint = _hash(dataset._fingerprint, model_fingerprint(teacher), f"top_k={k}", "word_kd.v1")[:32]
+    with eval_mode(teacher):
         return dataset.map(
             _teacher_top_k_batch,
             fn_kwargs={"teacher": teacher, "k": k, "batch_size": batch_size},
@@ -307,8 +304,6 @@ def add_teacher_top_k(
             load_from_cache_file=load_from_cache_file,
             desc=f"Caching the teacher's top-{k}",
         )
-    finally:
-        teacher.train(was_training)
 
 
 @torch.inference_mode()
@@ -336,18 +331,6 @@ def _teacher_top_k_batch(batch, teacher, k, batch_size):
         for row, i in enumerate(rows):
             log_probs_out[i], ids_out[i] = values[row, : len(targets[i])], indices[row, : len(targets[i])]
     return {TOP_K_LOG_PROBS: log_probs_out, TOP_K_IDS: ids_out}
-
-
-def teacher_fingerprint(teacher: PreTrainedModel) -> str:
-    """A hash of the teacher's configuration and weights: what its outputs depend on."""
-    config = teacher.config.to_dict()
-    for key in ("_name_or_path", "transformers_version"):  # where it was loaded from changes no output
-        config.pop(key, None)
-    hasher = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in teacher.state_dict().items():
-        hasher.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        hasher.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return hasher.hexdigest()
 
 
 def _hash(*parts: str) -> str:

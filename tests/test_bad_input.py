@@ -220,7 +220,7 @@ def test_huge_finite_loss_warns_that_training_diverges(tmp_path, tokenizer, trai
 def test_perplexity_overflow_is_inf_with_a_warning(tokenizer, monkeypatch, caplog):
     import hf_seqkd.evaluation as evaluation
 
-    monkeypatch.setattr(evaluation, "_token_nll", lambda logits, labels: torch.full(labels.shape, 1e4))
+    monkeypatch.setattr(evaluation, "token_nll", lambda logits, labels: torch.full(labels.shape, 1e4))
     with caplog.at_level(logging.WARNING):
         ppl = reference_perplexity(tiny_model(vocab_size=len(tokenizer)), tokenizer, SOURCES[:2], TARGETS[:2])
     assert ppl == math.inf and "the model is broken" in caplog.text

@@ -11,7 +11,6 @@ from hf_seqkd.evaluation import (
     MARKDOWN_HEADER,
     TIMING_KEYS,
     corpus_scores,
-    count_parameters,
     decode_and_score,
     evaluate_model,
     markdown_row,
@@ -19,6 +18,7 @@ from hf_seqkd.evaluation import (
     write_results,
 )
 from hf_seqkd.translation import translate
+from hf_seqkd.utils import count_parameters
 
 MAX_NEW_TOKENS = 8
 

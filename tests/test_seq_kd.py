@@ -17,8 +17,8 @@ from sacrebleu.metrics import BLEU
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_seqkd.data import DataArguments, load_parallel_dataset
-from hf_seqkd.evaluation import sequence_log_probs
 from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_dataset, distill_in_shards
+from hf_seqkd.utils import sequence_log_probs
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -36,13 +36,13 @@ import yaml
 import hf_seqkd
 from hf_seqkd.table1 import (
     collect_rows,
-    describe_machine,
     describe_software,
     plot_bleu_vs_speed,
     plot_learning_curves,
     render_markdown,
     training_record,
 )
+from hf_seqkd.utils import describe_machine
 
 PLAN_HELP = """
 Settings: `--config plan.yaml` is the plan (output_root, results_dir, workers, threads, the stages with their recipe
@@ -367,9 +367,7 @@ def report(plan: dict) -> list[dict]:
         speed_md = (speed_dir / "decode_speed.md").read_text()
         (results / "decode_speed.md").write_text(f"{speed_md.rstrip()}\n\n{_origin_line(origin)}\n")
     else:  # a plan without the speed benchmark: the machine the evaluations ran on is this one
-        import torch
-
-        machine = describe_machine("cuda" if torch.cuda.is_available() else "cpu")
+        machine = describe_machine()
     curves = {}
     for row, stage in plan["rows"].items():
         record = training_record(root / stage, root / "progress" / f"{stage}.json")

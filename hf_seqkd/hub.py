@@ -31,29 +31,15 @@ from huggingface_hub import (
 )
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from .modes import MODES, SEQUENCE_DATA, sequence_data
 from .resources import shipped_folder
 from .utils import describe_machine
 
 logger = logging.getLogger(__name__)
 
 HUB_CARDS = shipped_folder("hub_cards", "hub_cards")  # the card templates, shipped with the package
-METHODS = {
-    "seq_kd": "Seq-KD: the teacher's best beam-search hypothesis",
-    "seq_inter": "Seq-Inter: the teacher's K-best hypothesis closest to the reference",
-}
 
 MODEL_ROLES = ("teacher", "student")
-# How a model was trained, in the words of Kim & Rush (2016), Table 1.
-TRAINING_MODES = {
-    "baseline": "Baseline: trained on the reference translations (no distillation)",
-    "word_kd": "Word-KD: (1 - α) · NLL of the reference + α · T² · cross-entropy to the teacher's word distributions",
-    "seq_kd": "Seq-KD: trained on the teacher's beam-search translations of the training set",
-    "seq_inter": "Seq-Inter: trained on the teacher's K-best hypothesis closest to the reference",
-    "combined": (
-        "Seq-KD + Seq-Inter + Word-KD: trained on the teacher's beam-search translations (Seq-KD), then fine-tuned on"
-        " its K-best hypotheses closest to the references (Seq-Inter) with the Word-KD loss"
-    ),
-}
 # The keys of the `training` dict of `render_model_card`; anything else is a typo, not a silently dropped fact.
 TRAINING_KEYS = (
     "mode",
@@ -67,13 +53,6 @@ TRAINING_KEYS = (
     "pruning_ratio",
 )
 MODEL_TAGS = ["translation", "knowledge-distillation", "lstm", "seq2seq", "hf_seqkd"]
-MODE_TAGS = {
-    "baseline": [],
-    "word_kd": ["word-kd"],
-    "seq_kd": ["seq-kd"],
-    "seq_inter": ["seq-inter"],
-    "combined": ["seq-kd", "seq-inter", "word-kd"],
-}
 # Weight files that a push replaces as a whole (see push_folder).
 STALE_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json"]
 # Metadata that names other repositories (base_model, datasets) must hold Hub ids, not local folders.
@@ -166,7 +145,7 @@ def model_card_data(
                     metric_args={"num_beams": beams, "signature": results[f"{metric}_signature"]},
                 )
             )
-    tags = list(MODEL_TAGS) + MODE_TAGS[training["mode"]]
+    tags = list(MODEL_TAGS) + list(MODES[training["mode"]].tags)
     if config is not None and getattr(config, "model_type", None) != "lstm_seq2seq":
         tags.remove("lstm")  # any transformers seq2seq model can be a teacher
     if training.get("pruning_ratio"):
@@ -203,35 +182,41 @@ def normalize_training(training: dict | None, role: str) -> dict:
     unknown = set(training) - set(TRAINING_KEYS)
     if unknown:
         raise ValueError(f"Unknown training facts {sorted(unknown)}; the known ones are {TRAINING_KEYS}.")
-    mode = training.setdefault("mode", "baseline")
-    if mode not in TRAINING_MODES:
-        raise ValueError(f"training['mode'] must be one of {list(TRAINING_MODES)}, got {mode!r}.")
-    if role == "student" and mode != "baseline" and not training.get("teacher"):
+    name = training.setdefault("mode", "baseline")
+    if name not in MODES:
+        raise ValueError(f"training['mode'] must be one of {list(MODES)}, got {name!r}.")
+    mode = MODES[name]
+    if role == "student" and mode.name != "baseline" and not training.get("teacher"):
         raise ValueError("A distilled student's card needs training['teacher'], the teacher's Hub id or folder.")
-    if mode in ("word_kd", "combined"):
+    if mode.word_kd:
         missing = [key for key in ("alpha", "temperature") if training.get(key) is None]
         if missing:
-            raise ValueError(f"mode {mode!r} needs training facts {missing}.")
-    if mode in ("seq_kd", "seq_inter", "combined"):
+            raise ValueError(f"mode {name!r} needs training facts {missing}.")
+    if mode.data:  # `num_beams` is the K of the data of its last stage
         if training.get("num_beams") is None:
-            raise ValueError(f"mode {mode!r} needs training['num_beams'], the teacher's beam size K.")
-    if mode in ("seq_inter", "combined"):
-        # Seq-Inter picks by similarity to the reference: smoothed sentence BLEU unless said otherwise.
-        metric = training["selection_metric"] = training.get("selection_metric") or "bleu"
-        training["selection_rule"] = (
-            f"of the teacher's {training['num_beams']}-best list, the hypothesis with the highest smoothed sentence "
-            f"{metric.upper()} against the reference"
+            raise ValueError(f"mode {name!r} needs training['num_beams'], the teacher's beam size K.")
+        if SEQUENCE_DATA[mode.data[-1]].picks_by_reference:
+            # Seq-Inter picks by similarity to the reference: smoothed sentence BLEU unless said otherwise.
+            metric = training["selection_metric"] = training.get("selection_metric") or "bleu"
+            training["selection_rule"] = (
+                f"of the teacher's {training['num_beams']}-best list, the hypothesis with the highest smoothed "
+                f"sentence {metric.upper()} against the reference"
+            )
+        else:
+            # A selection metric means nothing for Seq-KD (SequenceDistillationConfig carries one all the same).
+            training["selection_metric"] = None
+            training["selection_rule"] = (
+                f"the top hypothesis of the teacher's beam search (K = {training['num_beams']})"
+            )
+    if training.get("seq_kd_num_beams") is not None and len(mode.data) < 2:
+        raise ValueError(
+            "training['seq_kd_num_beams'] is the K of the Seq-KD stage of a two-stage mode (combined); "
+            f"mode {name!r} has one."
         )
-    elif mode == "seq_kd":
-        # A selection metric means nothing for Seq-KD (SequenceDistillationConfig carries one all the same).
-        training["selection_metric"] = None
-        training["selection_rule"] = f"the top hypothesis of the teacher's beam search (K = {training['num_beams']})"
-    if training.get("seq_kd_num_beams") is not None and mode != "combined":
-        raise ValueError("training['seq_kd_num_beams'] is the K of the combined mode's Seq-KD stage.")
     pruning_ratio = training.get("pruning_ratio")
     if pruning_ratio is not None and not 0.0 <= pruning_ratio < 1.0:
         raise ValueError(f"training['pruning_ratio'] must be in [0, 1), got {pruning_ratio}.")
-    training["mode_description"] = TRAINING_MODES[mode]
+    training["mode_description"] = mode.description
     return training
 
 
@@ -358,6 +343,7 @@ def render_model_card(
         results=results,
         num_beams=int(results["num_beams"]),
         training=training,
+        mode=MODES[training["mode"]],
         training_dataset=training.get("dataset") or dataset,
         teacher_results=teacher_results,
         comparison=speed_comparison(results, teacher_results) if teacher_results is not None else None,
@@ -556,18 +542,20 @@ def render_distilled_dataset_card(
         source_datasets=[source_dataset],
         pretty_name=f"{source_dataset} {source_lang}-{target_lang}, {mode} targets",
     )
+    data = sequence_data(mode)
     selection_rule = (
-        "the top hypothesis of the beam"
-        if mode == "seq_kd"
-        else f"highest smoothed sentence {selection_metric.upper()} against the reference"
+        f"highest smoothed sentence {selection_metric.upper()} against the reference"
+        if data.picks_by_reference
+        else "the top hypothesis of the beam"
     )
     return DatasetCard.from_template(
         card_data,
         template_path=str(HUB_CARDS / "distilled_dataset.md"),
         repo_id=repo_id,
         teacher=teacher,
-        method=METHODS[mode],
+        method=data.method,
         method_key=mode,
+        picks_by_reference=data.picks_by_reference,
         num_beams=num_beams,
         selection_metric=selection_metric,
         selection_rule=selection_rule,

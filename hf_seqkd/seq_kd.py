@@ -23,6 +23,7 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from sacrebleu.metrics import BLEU, CHRF
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .modes import SEQUENCE_DATA
 from .utils import (
     eos_token_ids,
     eval_mode,
@@ -34,7 +35,10 @@ from .utils import (
 
 logger = logging.getLogger(__name__)
 
-MODES = ("seq_kd", "seq_inter")
+
+def _default_beams_help() -> str:
+    return ", ".join(f"{data.default_num_beams} for {name}" for name, data in SEQUENCE_DATA.items())
+
 SELECTION_METRICS = ("bleu", "chrf")
 
 
@@ -58,9 +62,10 @@ class SequenceDistillationConfig:
             Beam search's length penalty (transformers' convention).
     """
 
-    mode: str = field(default="seq_kd", metadata={"help": "seq_kd or seq_inter.", "choices": list(MODES)})
+    mode: str = field(default="seq_kd", metadata={"help": "seq_kd or seq_inter.", "choices": list(SEQUENCE_DATA)})
     num_beams: int | None = field(
-        default=None, metadata={"help": "Beam size (default 5 for seq_kd, 35 for seq_inter)."}
+        default=None,
+        metadata={"help": "Beam size K (default: the paper's, " + _default_beams_help() + ")."},
     )
     selection_metric: str = field(
         default="bleu", metadata={"help": "Seq-Inter selection: bleu or chrf.", "choices": list(SELECTION_METRICS)}
@@ -70,12 +75,12 @@ class SequenceDistillationConfig:
     length_penalty: float = field(default=1.0, metadata={"help": "Beam search length penalty."})
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if self.mode not in SEQUENCE_DATA:
+            raise ValueError(f"mode must be one of {tuple(SEQUENCE_DATA)}, got {self.mode!r}.")
         if self.selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}, got {self.selection_metric!r}.")
         if self.num_beams is None:
-            self.num_beams = 5 if self.mode == "seq_kd" else 35
+            self.num_beams = SEQUENCE_DATA[self.mode].default_num_beams
         if self.num_beams < 1 or self.batch_size < 1:
             raise ValueError(f"num_beams and batch_size must be >= 1, got {self.num_beams} and {self.batch_size}.")
 
@@ -134,7 +139,8 @@ def distill_batch(
     pairs = batch["translation"]
     sources = [pair[source_lang] for pair in pairs]
     references = [pair[target_lang] for pair in pairs]
-    num_return = config.num_beams if config.mode == "seq_inter" else 1
+    by_reference = SEQUENCE_DATA[config.mode].picks_by_reference
+    num_return = config.num_beams if by_reference else 1
     encoded = tokenizer(sources, truncation=True, max_length=source_length_limit(teacher, tokenizer))
     inputs = tokenizer.pad({"input_ids": encoded["input_ids"]}, return_tensors="pt").to(teacher.device)
     generate_kwargs = {"num_beams": config.num_beams, "num_return_sequences": num_return, "do_sample": False}
@@ -145,10 +151,10 @@ def distill_batch(
         sequences = teacher.generate(**inputs, **generate_kwargs)  # (B * num_return, L), best first per source
         texts = [text.strip() for text in tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
-        if config.mode == "seq_kd":
-            chosen, ranks, scores = list(range(len(sources))), [0] * len(sources), [None] * len(sources)
-        else:
+        if by_reference:
             chosen, ranks, scores = _closest_to_references(texts, references, num_return, config.selection_metric)
+        else:
+            chosen, ranks, scores = list(range(len(sources))), [0] * len(sources), [None] * len(sources)
         chosen_sequences = sequences[chosen]  # (B, L)
         log_probs, _ = sequence_log_probs(teacher, inputs, chosen_sequences, eos_token_ids(teacher, tokenizer))
 
@@ -157,7 +163,7 @@ def distill_batch(
         "reference": references,
         "teacher_log_prob": log_probs.tolist(),
     }
-    if config.mode == "seq_inter":
+    if by_reference:
         columns["rank"] = ranks
         columns[f"sentence_{config.selection_metric}"] = scores
     return columns

@@ -10,19 +10,12 @@ import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# The paper's rows, in its order: the teacher, its Seq-Inter fine-tuning, the students, the pruned students.
-TABLE1_MODELS = (
-    "teacher",
-    "seq_inter_teacher",
-    "baseline",
-    "word_kd",
-    "seq_kd",
-    "seq_inter",
-    "combined",
-    "pruned_50",
-    "pruned_80",
-    "pruned_90",
-)
+from .modes import MODES
+
+# The paper's rows, in its order: the teacher, its Seq-Inter fine-tuning, a student per training mode, the pruned
+# students.
+PRUNED_ROWS = {ratio: f"pruned_{ratio}" for ratio in (50, 80, 90)}
+TABLE1_MODELS = ("teacher", "seq_inter_teacher", *MODES, *PRUNED_ROWS.values())
 TABLE1_KEYS = (
     "model",
     "bleu_greedy",
@@ -36,14 +29,8 @@ TABLE1_KEYS = (
 DESCRIPTIONS = {
     "teacher": "teacher",
     "seq_inter_teacher": "teacher + Seq-Inter fine-tuning",
-    "baseline": "student, references",
-    "word_kd": "student, Word-KD",
-    "seq_kd": "student, Seq-KD",
-    "seq_inter": "student, Seq-Inter",
-    "combined": "student, Seq-KD + Seq-Inter + Word-KD",
-    "pruned_50": "Seq-KD student, 50% pruned",
-    "pruned_80": "Seq-KD student, 80% pruned",
-    "pruned_90": "Seq-KD student, 90% pruned",
+    **{name: mode.table_row for name, mode in MODES.items()},
+    **{row: f"Seq-KD student, {ratio}% pruned" for ratio, row in PRUNED_ROWS.items()},
     # recipes/table1/transformer_student.yaml: two Seq-KD students trained for the same wall time
     "lstm_seq_kd_timed": "2x128 LSTM student, Seq-KD, timed",
     "marian_seq_kd": "transformer (Marian) student, Seq-KD, same time",

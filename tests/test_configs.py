@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hf_seqkd.arguments import parse_args
+from hf_seqkd.modes import MODES
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p for p in (REPO / "recipes").rglob("config.yaml"))
@@ -29,12 +30,10 @@ def script_arguments(script: Path):
 
 def test_there_are_configs_for_every_table1_row():
     names = {config.parent.name for config in CONFIGS}
-    quick = {f"student_{mode}" for mode in ("baseline", "word_kd", "seq_kd", "seq_inter", "combined")}
+    quick = {f"student_{mode}" for mode in MODES}
     assert quick | {"teacher", "teacher_4x1000", "seq_kd_data", "seq_inter_data"} <= names
     for size in ("2x500", "2x300"):
-        assert {
-            f"student_{size}_{mode}" for mode in ("baseline", "word_kd", "seq_kd", "seq_inter", "combined")
-        } <= names
+        assert {f"student_{size}_{mode}" for mode in MODES} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))

@@ -275,7 +275,7 @@ FINITE_ARGUMENTS = ("learning_rate", "finetune_learning_rate", "max_grad_norm", 
 def check_arguments(*parsed) -> None:
     """
     Checks the parsed recipe arguments (dataclasses) before anything is loaded: the paths of models and tokenizers
-    exist, and the learning rates and loss weights are finite numbers.
+    exist, the learning rates and loss weights are finite numbers, and a push names its repository.
     """
     for arguments in parsed:
         for name in MODEL_ARGUMENTS:
@@ -288,6 +288,9 @@ def check_arguments(*parsed) -> None:
                 raise ValueError(f"--{name} {value}: must be a finite number.")
         if getattr(arguments, "learning_rate", 0.0) < 0:
             raise ValueError(f"--learning_rate {arguments.learning_rate}: must be >= 0.")
+        names_no_repository = hasattr(arguments, "hub_model_id") and not arguments.hub_model_id
+        if getattr(arguments, "push_to_hub", False) and names_no_repository:
+            raise ValueError("--push_to_hub needs --hub_model_id user/name: the repository the model goes to.")
 
 
 # ---- Checkpoints --------------------------------------------------------------------------------------------------

@@ -335,18 +335,20 @@ def evaluate_split(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     split,
-    data_args,
+    source_lang: str,
+    target_lang: str,
     output_dir: str | Path,
     name: str = "model",
     num_beams: int = 5,
     batch_size: int = 64,
 ) -> dict:
     """
-    Runs [`evaluate_model`] on a raw parallel split (a `datasets.Dataset` with a `translation` column), with progress
-    bars, writes `eval_results.json` (and the hypotheses) into `output_dir`, and logs the markdown row.
+    Runs [`evaluate_model`] on a raw parallel split (a `datasets.Dataset` with a `translation` column of
+    `{source_lang: ..., target_lang: ...}`), with progress bars, writes `eval_results.json` (and the hypotheses) into
+    `output_dir` ([`write_results`]), and prints the markdown row under `name`.
     """
-    sources = [pair[data_args.source_lang] for pair in split["translation"]]
-    references = [pair[data_args.target_lang] for pair in split["translation"]]
+    sources = [pair[source_lang] for pair in split["translation"]]
+    references = [pair[target_lang] for pair in split["translation"]]
     searches = "greedy search" if num_beams == 1 else f"greedy and beam ({num_beams}) search"
     logger.info(f"Evaluating {name} on {len(sources)} sentences: {searches}, then the perplexity of the references.")
     results = evaluate_model(

@@ -2,10 +2,11 @@
 Model and dataset cards rendered from measured results (never typed by hand), and pushing to the Hub.
 
 A model card is filled from two sources only: the `eval_results.json` that [`~hf_seqkd.evaluation.write_results`]
-writes (BLEU, chrF, perplexity, parameter counts, words/s) and a small dict of training facts (distillation mode, α,
-T, K, teacher, dataset, pruning ratio). Pushing is two steps, so that what goes up can be inspected first:
-[`prepare_push_folder`] writes exactly the files of the repository into a local folder, and [`push_folder`] uploads
-those files.
+writes (BLEU, chrF, perplexity, parameter counts, words/s) and the facts of a [`CardInfo`] (language pair, datasets,
+distillation mode, α, T, K, teacher, pruning ratio). The Trainer makes it where it makes its own card:
+[`~hf_seqkd.trainer.TranslationTrainer`]'s `create_model_card` and `push_to_hub` call [`render_model_card`],
+[`prepare_push_folder`] (exactly the files of the repository, written into a local folder that can be inspected) and
+[`push_folder`] (their upload), which work on any saved model too (recipes/export_model.py).
 """
 
 import copy
@@ -16,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -85,6 +87,69 @@ def is_hub_id(name: str | None) -> bool:
     return not os.path.exists(name) and not glob.glob(f"{glob.escape(name)}.*")
 
 
+@dataclass
+class CardInfo:
+    """
+    What a model card says besides the measured results; the facts [`render_model_card`] takes, kept together for
+    [`~hf_seqkd.trainer.TranslationTrainer`], whose `create_model_card` renders the card from them.
+
+    Args:
+        role (`str`): `"teacher"` or `"student"`.
+        source_lang (`str`), target_lang (`str`): ISO 639 codes of the language pair, e.g. `"es"`, `"en"`.
+        dataset (`str`): the dataset the results are measured on (Hub id or name, e.g. `"bible_es_en"`).
+        dataset_config (`str`, *optional*): the dataset's configuration, e.g. `"de-en"` for WMT.
+        training (`dict`, *optional*): how the model was trained, all optional for a teacher:
+            - `mode`: a training mode of [`~hf_seqkd.modes.MODES`], `"baseline"` by default;
+            - `alpha`, `temperature`: Word-KD's α and T (needed by the modes that use Word-KD);
+            - `num_beams`: the teacher's beam size K when it made the data (needed by the modes that train on
+              sequence-level data; of a two-stage mode, the K of its last stage); `seq_kd_num_beams`: the K of the
+              Seq-KD stage of a two-stage mode (`combined`); `selection_metric`: Seq-Inter's `"bleu"` (default) or
+              `"chrf"` (ignored for Seq-KD);
+            - `teacher`: the teacher's Hub id or folder (needed for a student; a Hub id becomes `base_model`);
+            - `dataset`: the training data, e.g. the distilled dataset's Hub id (defaults to `dataset`);
+            - `pruning_ratio`: the fraction of weights pruned, e.g. `0.8`.
+        teacher_results (`dict`, `str` or `os.PathLike`, *optional*): the teacher's evaluation on the same test set
+            (or the path of its `eval_results.json`), for a student's size and speed comparison.
+        example (`str`, *optional*): a source sentence for the usage snippets (e.g. the first test source).
+        split (`str`, *optional*, defaults to `"test"`): the split the results are measured on.
+        license (`str`, *optional*, defaults to `"apache-2.0"`): the model's license (a Hub license id).
+    """
+
+    role: str
+    source_lang: str
+    target_lang: str
+    dataset: str
+    dataset_config: str | None = None
+    training: dict | None = None
+    teacher_results: dict | str | os.PathLike | None = None
+    example: str | None = None
+    split: str = "test"
+    license: str = "apache-2.0"
+
+    @classmethod
+    def from_data_arguments(cls, data_args, role: str, test_split=None, training: dict | None = None, **kwargs):
+        """
+        The facts of a recipe run: the language pair and datasets of its `DataArguments`, its first test source as
+        the example, and `training` (whose `dataset` defaults to the training data).
+        """
+        example = test_split[0]["translation"][data_args.source_lang] if test_split is not None else None
+        training = {"dataset": data_args.dataset_name or data_args.train_file, **(training or {})}
+        return cls(
+            role=role,
+            source_lang=data_args.source_lang,
+            target_lang=data_args.target_lang,
+            dataset=data_args.dataset_name or data_args.test_file,
+            dataset_config=data_args.dataset_config_name,
+            training=training,
+            example=example,
+            **kwargs,
+        )
+
+    def render_kwargs(self) -> dict:
+        """These facts as keyword arguments of [`render_model_card`]."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
 def model_card_data(
     results: dict,
     *,
@@ -98,22 +163,20 @@ def model_card_data(
     split: str = "test",
     license: str = "apache-2.0",
     config=None,
+    model_name: str | None = None,
+    extra_tags: list[str] | None = None,
 ) -> ModelCardData:
     """
     The YAML metadata of a model card: `model-index` results, language pair, tags, datasets, base model.
 
     Args:
         results (`dict`): what [`~hf_seqkd.evaluation.evaluate_model`] returned, or `eval_results.json` as read back.
-        role (`str`): `"teacher"` or `"student"`.
         repo_id (`str`): the model's Hub id (`user/name`); its name part names the model in `model-index`.
-        source_lang (`str`), target_lang (`str`): ISO 639 codes of the language pair, e.g. `"es"`, `"en"`.
-        dataset (`str`): the dataset the results were measured on (Hub id or name, e.g. `"bible_es_en"`).
-        training (`dict`, *optional*): training facts, see [`render_model_card`].
-        dataset_config (`str`, *optional*): the dataset's configuration, e.g. `"de-en"` for WMT.
-        split (`str`, *optional*, defaults to `"test"`): the split the results were measured on.
-        license (`str`, *optional*, defaults to `"apache-2.0"`): the model's license (a Hub license id).
+        role, source_lang, target_lang, dataset, training, dataset_config, split, license: see [`CardInfo`].
         config (`PretrainedConfig`, *optional*): the model's config; a model other than hf_seqkd's LSTM loses the
             `lstm` tag.
+        model_name (`str`, *optional*): the name in `model-index`, instead of the name part of `repo_id`.
+        extra_tags (`list[str]`, *optional*): tags added to hf_seqkd's.
 
     Returns:
         `ModelCardData`: the metadata; `model-index` holds BLEU and chrF of greedy and beam search.
@@ -150,11 +213,12 @@ def model_card_data(
         tags.remove("lstm")  # any transformers seq2seq model can be a teacher
     if training.get("pruning_ratio"):
         tags.append("pruned")
+    tags += [tag for tag in ([extra_tags] if isinstance(extra_tags, str) else extra_tags or []) if tag not in tags]
     # Only Hub ids link to repositories; a local folder in the metadata would be a dead (or rejected) reference.
     datasets = [name for name in dict.fromkeys([training.get("dataset"), dataset]) if is_hub_id(name)]
     teacher = training.get("teacher")
     return ModelCardData(
-        model_name=repo_id.split("/")[-1],
+        model_name=model_name or repo_id.split("/")[-1],
         eval_results=eval_results,
         language=[source_lang, target_lang],
         license=license,
@@ -277,6 +341,8 @@ def render_model_card(
     license: str = "apache-2.0",
     example: str | None = None,
     machine: str | None = None,
+    model_name: str | None = None,
+    extra_tags: list[str] | None = None,
 ) -> ModelCard:
     """
     The model card of a teacher or a distilled student, from `hub_cards/teacher_model.md` or `student_model.md`.
@@ -286,28 +352,13 @@ def render_model_card(
     Args:
         results (`dict`, `str` or `os.PathLike`): the model's evaluation, as [`~hf_seqkd.evaluation.evaluate_model`]
             returns it, or the path of the `eval_results.json` (or of its folder).
-        role (`str`): `"teacher"` or `"student"`.
         repo_id (`str`): the model's Hub id, `user/name`, used in the usage snippets.
-        source_lang (`str`), target_lang (`str`): the language pair, e.g. `"es"`, `"en"`.
-        dataset (`str`): the dataset `results` were measured on, e.g. `"bible_es_en"` or `"wmt/wmt14"`.
-        training (`dict`, *optional*): the training facts, all optional for a teacher:
-            - `mode`: `"baseline"` (default), `"word_kd"`, `"seq_kd"`, `"seq_inter"` or `"combined"`;
-            - `alpha`, `temperature`: Word-KD's α and T (needed by `word_kd` and `combined`);
-            - `num_beams`: the teacher's beam size K when it made the data (needed by `seq_kd`, `seq_inter` and
-              `combined`, whose Seq-Inter K it is); `seq_kd_num_beams`: the K of `combined`'s Seq-KD stage;
-              `selection_metric`: Seq-Inter's `"bleu"` (default) or `"chrf"` (ignored for Seq-KD);
-            - `teacher`: the teacher's Hub id or folder (needed for a student; a Hub id becomes `base_model`);
-            - `dataset`: the training data, e.g. the distilled dataset's Hub id (defaults to `dataset`);
-            - `pruning_ratio`: the fraction of weights pruned, e.g. `0.8`.
-        teacher_results (`dict`, `str` or `os.PathLike`, *optional*): the teacher's evaluation on the same test set,
-            for a student's size and speed comparison.
+        role, source_lang, target_lang, dataset, training, teacher_results, dataset_config, split, license, example:
+            the facts of [`CardInfo`] (`CardInfo.render_kwargs()` gives them).
         config (`PretrainedConfig`, *optional*): the model's config, for the architecture table.
-        dataset_config (`str`, *optional*): the dataset's configuration name.
-        split (`str`, *optional*, defaults to `"test"`): the split `results` were measured on.
-        license (`str`, *optional*, defaults to `"apache-2.0"`): the model's license.
-        example (`str`, *optional*): a source sentence for the usage snippets (e.g. the first test source).
         machine (`str`, *optional*): where the speeds were measured; defaults to `results["machine"]` if present,
             else this machine (render the card where the model was evaluated).
+        model_name (`str`, *optional*), extra_tags (`list[str]`, *optional*): see [`model_card_data`].
 
     Returns:
         `ModelCard`: the card; `card.save(folder / "README.md")` writes it.
@@ -328,13 +379,15 @@ def render_model_card(
         split=split,
         license=license,
         config=config,
+        model_name=model_name,
+        extra_tags=extra_tags,
     )
     training = normalize_training(training, role)
     card = ModelCard.from_template(
         card_data,
         template_path=str(HUB_CARDS / f"{role}_model.md"),
         repo_id=repo_id,
-        model_name=repo_id.split("/")[-1],
+        model_name=card_data.model_name,
         source_lang=source_lang,
         target_lang=target_lang,
         dataset=dataset,
@@ -414,7 +467,7 @@ def prepare_push_folder(
 
     Args:
         model (`PreTrainedModel`): the model.
-        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): its tokenizer.
         card (`ModelCard`): its card, from [`render_model_card`].
         folder (`str` or `os.PathLike`): where to write (created if needed).
         extra_files (`list`, *optional*): more files to copy into `folder` under their own names.
@@ -439,7 +492,8 @@ def prepare_push_folder(
             config = json.loads((staging / "config.json").read_text())
             config["dtype"] = compute_dtype  # what from_pretrained loads the weights as
             (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        tokenizer.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
         card.save(staging / "README.md")
         for path in extra_files:
             shutil.copyfile(path, staging / Path(path).name)
@@ -459,10 +513,12 @@ def push_folder(
     token: str | None = None,
     revision: str | None = None,
     commit_message: str = "Upload model with hf_seqkd",
+    create_repo: bool = True,
+    run_as_future: bool = False,
 ):
     """
-    Uploads a folder written by [`prepare_push_folder`] to the Hub model repository `repo_id`, creating it if needed
-    (needs a token with write access: `hf auth login`, or `token`).
+    Uploads a folder written by [`prepare_push_folder`] to the Hub model repository `repo_id` in one commit, creating
+    the repository if needed (needs a token with write access: `hf auth login`, or `token`).
 
     The card's metadata is checked offline first ([`check_model_card`]), so a broken card fails before anything is
     uploaded.
@@ -477,6 +533,9 @@ def push_folder(
         token (`str`, *optional*): a Hub token; defaults to the saved login.
         revision (`str`, *optional*): the branch to commit to; defaults to `main`.
         commit_message (`str`, *optional*): the commit message.
+        create_repo (`bool`, *optional*, defaults to `True`): create the repository first (`False` when it exists,
+            e.g. made by the Trainer's `init_hf_repo`).
+        run_as_future (`bool`, *optional*, defaults to `False`): return at once, with a `Future` of the commit.
 
     Returns:
         `CommitInfo`: the commit, with its URL.
@@ -485,9 +544,10 @@ def push_folder(
     if (folder / "README.md").is_file():
         check_model_card(folder / "README.md")
     api = HfApi(token=token)
-    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if create_repo:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     return api.upload_folder(
-        repo_id=repo.repo_id,
+        repo_id=repo_id,
         folder_path=folder,
         repo_type="model",
         revision=revision,
@@ -497,23 +557,8 @@ def push_folder(
         # Weights of an earlier push that this one does not overwrite (other shards, a .bin) would be loaded
         # alongside or instead of the new ones: the commit removes them.
         delete_patterns=STALE_WEIGHT_PATTERNS,
+        run_as_future=run_as_future,
     )
-
-
-def push_model(
-    model,
-    tokenizer,
-    card: ModelCard,
-    repo_id: str,
-    folder: str | os.PathLike,
-    *,
-    private: bool | None = None,
-    extra_files: list[str | os.PathLike] = (),
-    token: str | None = None,
-):
-    """[`prepare_push_folder`] then [`push_folder`] of the files it wrote. Returns the `CommitInfo`."""
-    files = prepare_push_folder(model, tokenizer, card, folder, extra_files=extra_files)
-    return push_folder(folder, repo_id, private=private, files=files, token=token)
 
 
 def render_distilled_dataset_card(
@@ -577,54 +622,3 @@ def push_dataset(dataset: DatasetDict, card: DatasetCard, repo_id: str, private:
 
 def _as_results(results: dict | str | os.PathLike) -> dict:
     return results if isinstance(results, dict) else load_results(results)
-
-
-def take_over_push_to_hub(training_args) -> bool:
-    """
-    Switches the Trainer's own push off and returns whether the run is to be pushed. With `push_to_hub`, the Trainer
-    creates the repository when built, uploads `output_dir` at every checkpoint and at `save_model()` with a card of
-    its own (overwriting README.md): models without results, and a card that bypasses ours. The recipes upload once,
-    after evaluation, with [`write_card_and_push`].
-    """
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id user/name.")
-    return push_to_hub
-
-
-def write_card_and_push(
-    model, tokenizer, results, test_split, data_args, training_args, push_to_hub, *, role, training,
-    teacher_results=None,
-) -> None:  # fmt: skip
-    """
-    Writes the model card (README.md, from `results` and `training` facts) into `output_dir`, always; then uploads
-    the model's files if `push_to_hub`. See [`render_model_card`] for `role`, `training` and `teacher_results`.
-    """
-    output_dir = Path(training_args.output_dir)
-    card = render_model_card(
-        results,
-        role=role,
-        # Without a Hub id the usage snippets load the local folder, which then works as written.
-        repo_id=training_args.hub_model_id or str(output_dir),
-        source_lang=data_args.source_lang,
-        target_lang=data_args.target_lang,
-        dataset=data_args.dataset_name or data_args.test_file,
-        dataset_config=data_args.dataset_config_name,
-        training=training,
-        teacher_results=teacher_results,
-        config=model.config,
-        example=test_split[0]["translation"][data_args.source_lang],
-    )
-    # output_dir also holds checkpoints and trainer state: only the files written here go up.
-    files = prepare_push_folder(model, tokenizer, card, output_dir, extra_files=[output_dir / "eval_results.json"])
-    logger.info(f"Model card written to {output_dir / 'README.md'}.")
-    if push_to_hub:
-        commit = push_folder(
-            output_dir,
-            training_args.hub_model_id,
-            private=training_args.hub_private_repo,
-            files=files,
-            token=training_args.hub_token,
-            revision=training_args.hub_revision,
-        )
-        logger.info(f"Pushed to {getattr(commit, 'commit_url', training_args.hub_model_id)}.")

@@ -7,14 +7,21 @@
 Both work with any transformers seq2seq teacher and its own tokenizer: hypotheses are decoded to text, so the student
 re-tokenizes them with its own vocabulary. The output keeps the `translation` column layout of the input (with the
 new target), the original target as `reference`, and the teacher's log-probability of the new target.
+
+A dataset folder of distilled data carries its record (`distillation.json`: the settings, K among them, the teacher
+and the measured speed), which [`read_distillation_record`] reads and [`distilled_num_beams`] checks against a K
+given on the command line, so that a student's card names the K its data were made with.
 """
 
+import copy
 import hashlib
+import json
 import logging
 import math
+import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -334,6 +341,88 @@ def distill_in_shards(
         return None, stats
     shards = [load_from_disk(shard_path(shard)) for shard in range(num_shards)]
     return concatenate_datasets(shards), stats
+
+
+def distill_to_disk(
+    dataset: Dataset,
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: SequenceDistillationConfig,
+    source_lang: str,
+    target_lang: str,
+    work_dir: str | Path,
+    dtype: torch.dtype | None = None,
+    state: PartialState | None = None,
+) -> Dataset:
+    """
+    [`distill_in_shards`] into `work_dir`, the result saved as `work_dir/train` by the main process and read back by
+    every process: a run started again reuses what is there (finished shards, or the whole split). With `dtype`, a
+    copy of the teacher in that dtype generates (the teacher itself keeps its own, e.g. float32 for Word-KD).
+    """
+    state = state or PartialState()
+    work_dir = Path(work_dir)
+    generator = teacher if dtype is None or dtype == teacher.dtype else copy.deepcopy(teacher).to(dtype)
+    logger.info(
+        f"Making {config.mode} data with the teacher (K={config.num_beams}, {generator.dtype}) in {work_dir}; "
+        "later runs reuse it."
+    )
+    distilled, _ = distill_in_shards(
+        dataset, generator, tokenizer, config, source_lang, target_lang, work_dir, state=state
+    )
+    if state.is_main_process:
+        distilled.save_to_disk(work_dir / "train")
+    state.wait_for_everyone()
+    return load_from_disk(work_dir / "train")
+
+
+RECORD_NAME = "distillation.json"
+
+
+def write_distillation_record(
+    folder: str | os.PathLike, config: SequenceDistillationConfig, teacher: str, dtype: torch.dtype, splits: dict
+) -> None:
+    """
+    Writes the record of a distilled dataset folder (`distillation.json`): the settings (`config`, whose `num_beams`
+    is K), the teacher, the dtype it generated in and, per split, what was measured (`splits`).
+    """
+    dtype = str(dtype).removeprefix("torch.")
+    record = {"config": asdict(config), "teacher": teacher, "dtype": dtype, "splits": splits}
+    (Path(folder) / RECORD_NAME).write_text(json.dumps(record, indent=2))
+
+
+def read_distillation_record(folder: str | os.PathLike) -> dict | None:
+    """The record [`write_distillation_record`] left in a dataset folder, or `None` when there is none."""
+    path = Path(folder) / RECORD_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def distilled_num_beams(kind: str, folder: str | os.PathLike, given: int | None, argument: str) -> int:
+    """
+    The beam size K that made the `kind` data (`seq_kd` or `seq_inter`) in `folder`: the one its record names, or
+    `given` (the value of `argument`, e.g. `--seq_kd_num_beams`) for a folder without a record. A `given` K that
+    differs from the record's, data of another kind, and a folder that says nothing when nothing is given, are
+    errors that say what to pass.
+    """
+    record = read_distillation_record(folder)
+    if record is None:
+        if given is None:
+            raise ValueError(
+                f"{folder} does not say which beam size K made it (no {RECORD_NAME}, which recipes/distill_data.py "
+                f"writes): pass {argument} K, for the model card."
+            )
+        return given
+    made = record["config"]
+    if made["mode"] != kind:
+        raise ValueError(
+            f"{folder} holds {made['mode']} data (its {RECORD_NAME}), not {kind} data: pass it as "
+            f"--{made['mode']}_dataset, or make {kind} data with recipes/distill_data.py --mode {kind}."
+        )
+    if given is not None and given != made["num_beams"]:
+        raise ValueError(
+            f"{argument} {given}, but {folder} was made with K = {made['num_beams']} (its {RECORD_NAME}): leave "
+            f"{argument} out (K is read from the data), or make data with K = {given}."
+        )
+    return made["num_beams"]
 
 
 def _minutes(seconds: float) -> str:

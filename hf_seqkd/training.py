@@ -1,5 +1,6 @@
 """What every training recipe shares: tokenizer and model construction, BLEU for validation, resumable training."""
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -19,7 +20,6 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
@@ -34,6 +34,7 @@ from .data import DataArguments, source_and_target_texts
 from .evaluation import corpus_scores
 from .modeling_lstm_seq2seq import LSTMSeq2SeqForConditionalGeneration
 from .tokenization import train_tokenizer
+from .trainer import TranslationTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def run_training(
     train_dataset: Dataset,
     eval_dataset: Dataset | None,
     training_args: Seq2SeqTrainingArguments,
-    trainer_class=Seq2SeqTrainer,
+    trainer_class=TranslationTrainer,
     early_stopping: EarlyStoppingArguments | None = None,
     **trainer_kwargs,
 ):
@@ -281,11 +282,18 @@ def run_training(
     `--resume_from_checkpoint`), losing at most the steps since that checkpoint; the log says which checkpoint it
     resumes from, or that it starts fresh. With `early_stopping`, training ends once the validation metric stops
     improving (see [`EarlyStoppingArguments`]). `trainer_kwargs` go to the trainer, e.g. `callbacks` (such as
-    [`CheckpointArguments.callbacks`]).
+    [`CheckpointArguments.callbacks`]) and `card` (a [`~hf_seqkd.hub.CardInfo`], for the model card).
+
+    The model card is filled from the evaluation that follows training, so the Trainer's own pushes while it
+    trains (the repository made up front, every checkpoint, `save_model`) are off even with `push_to_hub`: evaluate,
+    then call `trainer.create_model_card()` and `trainer.push_to_hub()` ([`~hf_seqkd.trainer.TranslationTrainer`]),
+    which pushes once.
 
     Returns:
         The trainer, after training.
     """
+    if training_args.push_to_hub:
+        training_args = dataclasses.replace(training_args, push_to_hub=False)
     if training_args.dataloader_pin_memory and not torch.accelerator.is_available():
         # Pinned memory only speeds up copies to an accelerator; without one, torch warns at every dataloader.
         training_args.dataloader_pin_memory = False

@@ -38,10 +38,10 @@ from transformers import (
     DataCollatorForSeq2Seq,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
 )
 
+from .trainer import TranslationTrainer
 from .utils import eval_mode, model_fingerprint, pad_right
 
 logger = logging.getLogger(__name__)
@@ -379,9 +379,10 @@ class DataCollatorForWordKD:
 # ---- The trainer --------------------------------------------------------------------------------------------------
 
 
-class KDSeq2SeqTrainer(Seq2SeqTrainer):
+class KDSeq2SeqTrainer(TranslationTrainer):
     """
-    A [`~transformers.Seq2SeqTrainer`] that trains the student with the Word-KD loss of [`word_kd_loss`].
+    A [`~transformers.Seq2SeqTrainer`] that trains the student with the Word-KD loss of [`word_kd_loss`], with
+    hf_seqkd's model card and push ([`~hf_seqkd.trainer.TranslationTrainer`]).
 
     The teacher is frozen (no gradients, eval mode, run under `torch.no_grad()`), kept out of the optimizer and never
     saved: checkpoints and `save_model` hold the student only. Each model builds its decoder inputs from `labels`, so
@@ -403,8 +404,9 @@ class KDSeq2SeqTrainer(Seq2SeqTrainer):
             wrapped in [`DataCollatorForWordKD`] to batch the cached top-k columns.
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, checked against
             `processing_class`; loaded from `teacher_model` when that is a folder / Hub id that has one.
-        kwargs: the other arguments of [`~transformers.Seq2SeqTrainer`] (`train_dataset`, `eval_dataset`,
-            `processing_class`, `compute_metrics`, ...).
+        kwargs: the other arguments of [`~hf_seqkd.trainer.TranslationTrainer`] (`card`) and of
+            [`~transformers.Seq2SeqTrainer`] (`train_dataset`, `eval_dataset`, `processing_class`, `compute_metrics`,
+            ...).
     """
 
     def __init__(

@@ -10,9 +10,8 @@ training split, other splits copied) with its card to `<output_dir>/dataset`, lo
 `datasets.load_from_disk` or as `--dataset_name <output_dir>/dataset` in the training recipes.
 """
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
@@ -27,7 +26,13 @@ from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import corpus_scores
 from hf_seqkd.hub import push_dataset, render_distilled_dataset_card
-from hf_seqkd.seq_kd import SequenceDistillationConfig, check_distillation_inputs, distill_in_shards
+from hf_seqkd.seq_kd import (
+    SequenceDistillationConfig,
+    check_distillation_inputs,
+    distill_in_shards,
+    read_distillation_record,
+    write_distillation_record,
+)
 from hf_seqkd.translation import resolve_dtype
 
 logger = logging.getLogger(__name__)
@@ -89,8 +94,7 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
 
     output_dir = Path(run_args.output_dir)
     # What an earlier run measured: a run that finds every shard done computes nothing and keeps those numbers.
-    record = output_dir / "dataset" / "distillation.json"
-    earlier = json.loads(record.read_text()).get("splits", {}) if record.is_file() else {}
+    earlier = (read_distillation_record(output_dir / "dataset") or {}).get("splits", {})
     result, split_stats = DatasetDict(), {}
     for split, dataset in raw.items():
         if split not in run_args.splits:
@@ -144,16 +148,9 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
         bleu_signature=next(iter(split_stats.values()))["bleu_signature"],
     )
     card.save(dataset_dir / "README.md")
-    (dataset_dir / "distillation.json").write_text(
-        json.dumps(
-            {
-                "config": asdict(distill_config),
-                "teacher": run_args.teacher_model_name_or_path,
-                "dtype": str(teacher.dtype).removeprefix("torch."),  # what `--dtype auto` chose, for the record
-                "splits": split_stats,
-            },
-            indent=2,
-        )
+    # The dtype `--dtype auto` chose is part of the record.
+    write_distillation_record(
+        dataset_dir, distill_config, run_args.teacher_model_name_or_path, teacher.dtype, split_stats
     )
     for split, row in split_stats.items():
         per_sec = row["sentences_per_sec"]

@@ -30,9 +30,10 @@ from transformers import Seq2SeqTrainingArguments, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
-from hf_seqkd.evaluation import count_parameters, evaluate_split
+from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.pruning import SCHEMES, PruningMaskCallback, load_pruned, magnitude_prune, pruning_report, save_pruned
 from hf_seqkd.training import CheckpointArguments, EarlyStoppingArguments, load_or_train_tokenizer, run_training
+from hf_seqkd.utils import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def main(args: list[str] | None = None) -> dict | None:
     if retrain:
         if prune_args.evaluate_before_retraining and "test" in raw and training_args.process_index == 0:
             evaluate_split(
-                model.to(training_args.device), tokenizer, raw["test"], data_args, output_dir / "before_retraining",
-                f"{name}, not retrained", num_beams=prune_args.num_beams,
+                model.to(training_args.device), tokenizer, raw["test"], data_args.source_lang, data_args.target_lang,
+                output_dir / "before_retraining", f"{name}, not retrained", num_beams=prune_args.num_beams,
             )  # fmt: skip
         tokenized = tokenize_parallel_dataset(raw, tokenizer, data_args, training_args.main_process_first)
         callback = PruningMaskCallback(masks)
@@ -118,8 +119,9 @@ def main(args: list[str] | None = None) -> dict | None:
     results = {}
     if "test" in raw:
         results = evaluate_split(
-            model, tokenizer, raw["test"], data_args, output_dir, name, num_beams=prune_args.num_beams
-        )
+            model, tokenizer, raw["test"], data_args.source_lang, data_args.target_lang, output_dir, name,
+            num_beams=prune_args.num_beams,
+        )  # fmt: skip
     report = {
         "student": model_args.model_name_or_path,
         "ratio": prune_args.ratio,

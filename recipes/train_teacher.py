@@ -21,7 +21,7 @@ from transformers import Seq2SeqTrainingArguments, set_seed
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
-from hf_seqkd.hub import take_over_push_to_hub, write_card_and_push
+from hf_seqkd.hub import CardInfo
 from hf_seqkd.training import (
     CheckpointArguments,
     EarlyStoppingArguments,
@@ -41,10 +41,9 @@ def main(args: list[str] | None = None) -> dict | None:
     model_args, data_args, training_args, stopping_args, checkpoint_args = parse_args(ARGUMENTS, args)
     setup_logging(training_args.process_index == 0)
     set_seed(training_args.seed)
-    push_to_hub = take_over_push_to_hub(training_args)
 
     raw = load_parallel_dataset(data_args)
-    if push_to_hub and "test" not in raw:
+    if training_args.push_to_hub and "test" not in raw:
         raise ValueError("--push_to_hub needs a test split: the model card is filled from its evaluation.")
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer = load_or_train_tokenizer(model_args, data_args, raw["train"], training_args.output_dir)
@@ -52,18 +51,21 @@ def main(args: list[str] | None = None) -> dict | None:
     model = build_model(model_args, data_args, tokenizer)
     logger.info(describe_model(model))
 
+    card = CardInfo.from_data_arguments(data_args, "teacher", raw.get("test"), training={"mode": "baseline"})
     trainer = run_training(
         model, tokenizer, tokenized["train"], tokenized.get("validation"), training_args, early_stopping=stopping_args,
-        callbacks=checkpoint_args.callbacks(),
+        callbacks=checkpoint_args.callbacks(), card=card,
     )  # fmt: skip
-    if "test" in raw and trainer.is_world_process_zero():
-        results = evaluate_split(trainer.model, tokenizer, raw["test"], data_args, training_args.output_dir, "teacher")
-        write_card_and_push(
-            trainer.model, tokenizer, results, raw["test"], data_args, training_args, push_to_hub,
-            role="teacher", training={"mode": "baseline", "dataset": data_args.dataset_name or data_args.train_file},
-        )  # fmt: skip
-        return results
-    return None
+    if "test" not in raw or not trainer.is_world_process_zero():
+        return None
+    results = evaluate_split(
+        trainer.model, tokenizer, raw["test"], data_args.source_lang, data_args.target_lang, training_args.output_dir,
+        "teacher",
+    )  # fmt: skip
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return results
 
 
 if __name__ == "__main__":

@@ -251,6 +251,47 @@ def test_push_folder_holds_the_repository_and_uploads_only_it(model, tokenizer, 
     assert "*.safetensors" in hub_calls[1][2]["delete_patterns"]  # no stale shards of an earlier push
 
 
+def test_trainer_makes_the_card_and_pushes_only_the_repository(model, tokenizer, results_path, tmp_path, hub_calls):
+    """TranslationTrainer: the Trainer's create_model_card and push_to_hub, with hf_seqkd's card and files."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from hf_seqkd.hub import CardInfo
+    from hf_seqkd.trainer import TranslationTrainer
+
+    out = tmp_path / "run"
+    args = Seq2SeqTrainingArguments(output_dir=str(out), hub_model_id="someone/tiny-teacher", hub_private_repo=True,
+                                    report_to="none", use_cpu=True)  # fmt: skip
+    card = CardInfo(role="teacher", example=SOURCES[0], **PAIR)
+    trainer = TranslationTrainer(model=model, args=args, processing_class=tokenizer, card=card)
+    with pytest.raises(ValueError, match=r"eval_results.json: no evaluation .*evaluate_split\("):
+        trainer.push_to_hub()
+    assert hub_calls == []  # nothing made on the Hub before the card can be
+
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoint-2" / "optimizer.pt").write_text("training state")
+    (out / "seq_kd_data" / "train").mkdir(parents=True)
+    (out / "seq_kd_data" / "train" / "data-00000-of-00001.arrow").write_text("a data cache")
+    (out / "trainer_state.json").write_text("{}")
+    (out / "eval_results.json").write_text(results_path.read_text())
+    trainer.create_model_card()
+    facts = card.render_kwargs()
+    expected = render_model_card(results_path, repo_id="someone/tiny-teacher", config=model.config, **facts)
+    assert (out / "README.md").read_text() == str(expected)
+    with pytest.raises(TypeError, match="come from the trainer's `card`"):
+        trainer.create_model_card(language="de")
+
+    trainer.push_to_hub(tags=["extra-tag"])
+    assert [(call, repo) for call, repo, _ in hub_calls] == [
+        ("create_repo", "someone/tiny-teacher"),
+        ("upload_folder", "someone/tiny-teacher"),
+    ]
+    assert hub_calls[0][2]["private"] is True
+    files = uploaded_files(out, hub_calls[1][2])
+    assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "eval_results.json"} <= set(files)
+    assert not [name for name in files if name.startswith(("checkpoint", "seq_kd_data", "trainer_state"))]
+    assert "extra-tag" in ModelCard.load(out / "README.md").data.tags
+
+
 def test_push_folder_refuses_a_broken_card_before_contacting_the_hub(tmp_path, hub_calls):
     metadata = "language: [es]\nlicense: mit\nlibrary_name: transformers\ntags: [x]\nmodel-index: [{name: x}]\n"
     (tmp_path / "README.md").write_text(f"---\n{metadata}---\n")

@@ -17,7 +17,15 @@ from sacrebleu.metrics import BLEU
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_seqkd.data import DataArguments, load_parallel_dataset
-from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_dataset, distill_in_shards
+from hf_seqkd.modes import SEQUENCE_DATA
+from hf_seqkd.seq_kd import (
+    SequenceDistillationConfig,
+    distill_dataset,
+    distill_in_shards,
+    distilled_num_beams,
+    read_distillation_record,
+    write_distillation_record,
+)
 from hf_seqkd.utils import sequence_log_probs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,3 +225,24 @@ def test_push_to_hub_uploads_the_dataset_and_its_card(tmp_path, tokenizer, teach
     assert uploads[0][2]["private"] is True
     card = DatasetCard.load(tmp_path / "out" / "dataset" / "README.md")
     assert card.data.task_categories == ["translation"] and "someone/bible-seq-kd" in card.text
+
+
+def test_k_defaults_to_the_papers_and_a_data_folder_says_its_own(tmp_path):
+    assert [SequenceDistillationConfig(mode=kind).num_beams for kind in SEQUENCE_DATA] == [5, 35]
+    assert SequenceDistillationConfig(mode="seq_inter", num_beams=10).num_beams == 10
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="does not say which beam size K made it .* pass --seq_kd_num_beams K"):
+        distilled_num_beams("seq_kd", folder, None, "--seq_kd_num_beams")
+    assert distilled_num_beams("seq_kd", folder, 7, "--seq_kd_num_beams") == 7  # data without a record: as given
+
+    config = SequenceDistillationConfig(mode="seq_inter", num_beams=10)
+    write_distillation_record(folder, config, "t", torch.float32, {})
+    assert read_distillation_record(folder)["teacher"] == "t" and read_distillation_record(tmp_path) is None
+    assert distilled_num_beams("seq_inter", folder, None, "--seq_inter_num_beams") == 10
+    assert distilled_num_beams("seq_inter", folder, 10, "--seq_inter_num_beams") == 10
+    with pytest.raises(ValueError, match="--seq_inter_num_beams 35, but .* was made with K = 10 .* leave"):
+        distilled_num_beams("seq_inter", folder, 35, "--seq_inter_num_beams")
+    with pytest.raises(ValueError, match="holds seq_inter data .* not seq_kd data: pass it as --seq_inter_dataset"):
+        distilled_num_beams("seq_kd", folder, None, "--seq_kd_num_beams")

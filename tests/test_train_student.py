@@ -5,9 +5,13 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import DatasetDict, load_from_disk
 from helpers import load_recipe, save_tiny_teacher
 from transformers import AutoModelForSeq2SeqLM
+
+from hf_seqkd.modes import MODES
+from hf_seqkd.seq_kd import SequenceDistillationConfig, write_distillation_record
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = [
@@ -31,6 +35,14 @@ def train(tmp_path, name, *extra):
     assert results["num_sentences"] == 4 and 0 <= results["bleu_beam"] <= 100
     assert json.loads((out / "eval_results.json").read_text())["bleu_greedy"] == results["bleu_greedy"]
     return out
+
+
+def test_one_function_per_mode_of_the_registry():
+    recipe = load_recipe()
+    assert list(recipe.MODE_FUNCTIONS) == list(MODES)
+    (mode,) = [item for item in recipe.StudentArguments.__dataclass_fields__.values() if item.name == "mode"]
+    assert mode.metadata["choices"] == list(MODES)
+    assert all(f"{name}: {MODES[name].summary}" in mode.metadata["help"] for name in MODES)
 
 
 def test_baseline_trains_its_own_tokenizer(tmp_path):
@@ -78,6 +90,24 @@ def test_seq_inter_from_a_dataset_folder(tmp_path, teacher_dir):
     DatasetDict({"train": made}).save_to_disk(folder)
     out = train(tmp_path, "second", "--mode", "seq_inter", "--seq_inter_dataset", str(folder))
     assert not (out / "seq_inter_data").exists()  # read, not made
+
+
+def test_k_of_a_dataset_folder_is_read_from_it_and_checked(tmp_path, teacher_dir):
+    first = train(tmp_path, "first", "--mode", "seq_kd", "--teacher_model_name_or_path", teacher_dir,
+                  "--seq_kd_num_beams", "2")  # fmt: skip
+    folder = tmp_path / "seq_kd_dataset"  # as recipes/distill_data.py writes it: the data and their record
+    DatasetDict({"train": load_from_disk(first / "seq_kd_data" / "train")}).save_to_disk(folder)
+    config = SequenceDistillationConfig(mode="seq_kd", num_beams=2)
+    write_distillation_record(folder, config, "someone/teacher", torch.float32, {})
+    out = train(tmp_path, "second", "--mode", "seq_kd", "--seq_kd_dataset", str(folder))
+    card = (out / "README.md").read_text()
+    assert "(K = 2)" in card and "`someone/teacher`" in card  # K and teacher of the data, not the defaults
+    common = [*TINY, "--output_dir", str(tmp_path / "x")]
+    with pytest.raises(ValueError, match="--seq_kd_num_beams 5, but .* was made with K = 2"):
+        load_recipe().main([*common, "--mode", "seq_kd", "--seq_kd_dataset", str(folder), "--seq_kd_num_beams", "5"])
+    with pytest.raises(ValueError, match="holds seq_kd data .*, not seq_inter data"):
+        load_recipe().main([*common, "--mode", "seq_inter", "--seq_inter_dataset", str(folder)])
+    assert not (tmp_path / "x").exists()  # checked before anything was loaded or written
 
 
 def test_combined_runs_two_resumable_stages(tmp_path, teacher_dir):

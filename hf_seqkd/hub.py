@@ -152,16 +152,9 @@ class CardInfo:
 
 def model_card_data(
     results: dict,
+    info: CardInfo,
     *,
-    role: str,
     repo_id: str,
-    source_lang: str,
-    target_lang: str,
-    dataset: str,
-    training: dict | None = None,
-    dataset_config: str | None = None,
-    split: str = "test",
-    license: str = "apache-2.0",
     config=None,
     model_name: str | None = None,
     extra_tags: list[str] | None = None,
@@ -171,8 +164,8 @@ def model_card_data(
 
     Args:
         results (`dict`): what [`~hf_seqkd.evaluation.evaluate_model`] returned, or `eval_results.json` as read back.
+        info ([`CardInfo`]): the facts besides the results.
         repo_id (`str`): the model's Hub id (`user/name`); its name part names the model in `model-index`.
-        role, source_lang, target_lang, dataset, training, dataset_config, split, license: see [`CardInfo`].
         config (`PretrainedConfig`, *optional*): the model's config; a model other than hf_seqkd's LSTM loses the
             `lstm` tag.
         model_name (`str`, *optional*): the name in `model-index`, instead of the name part of `repo_id`.
@@ -181,17 +174,17 @@ def model_card_data(
     Returns:
         `ModelCardData`: the metadata; `model-index` holds BLEU and chrF of greedy and beam search.
     """
-    if role not in MODEL_ROLES:
-        raise ValueError(f"role must be one of {MODEL_ROLES}, got {role!r}.")
-    training = normalize_training(training, role)
+    if info.role not in MODEL_ROLES:
+        raise ValueError(f"role must be one of {MODEL_ROLES}, got {info.role!r}.")
+    training = normalize_training(info.training, info.role)
     num_beams = int(results["num_beams"])
     common = dict(
         task_type="translation",
         task_name="Translation",
-        dataset_type=dataset,
-        dataset_name=f"{dataset} {source_lang}-{target_lang}",
-        dataset_config=dataset_config,
-        dataset_split=split,
+        dataset_type=info.dataset,
+        dataset_name=f"{info.dataset} {info.source_lang}-{info.target_lang}",
+        dataset_config=info.dataset_config,
+        dataset_split=info.split,
     )
     eval_results = []
     for metric, pretty in (("bleu", "BLEU"), ("chrf", "chrF")):
@@ -215,18 +208,18 @@ def model_card_data(
         tags.append("pruned")
     tags += [tag for tag in ([extra_tags] if isinstance(extra_tags, str) else extra_tags or []) if tag not in tags]
     # Only Hub ids link to repositories; a local folder in the metadata would be a dead (or rejected) reference.
-    datasets = [name for name in dict.fromkeys([training.get("dataset"), dataset]) if is_hub_id(name)]
+    datasets = [name for name in dict.fromkeys([training.get("dataset"), info.dataset]) if is_hub_id(name)]
     teacher = training.get("teacher")
     return ModelCardData(
         model_name=model_name or repo_id.split("/")[-1],
         eval_results=eval_results,
-        language=[source_lang, target_lang],
-        license=license,
+        language=[info.source_lang, info.target_lang],
+        license=info.license,
         library_name="transformers",
         pipeline_tag="translation",
         tags=tags,
         datasets=datasets or None,
-        base_model=teacher if role == "student" and is_hub_id(teacher) else None,
+        base_model=teacher if info.role == "student" and is_hub_id(teacher) else None,
         metrics=["bleu", "chrf"],
     )
 
@@ -367,38 +360,25 @@ def render_model_card(
     teacher_results = _as_results(teacher_results) if teacher_results is not None else None
     if role == "teacher" and teacher_results is not None:
         raise ValueError("teacher_results is for a student's card, to compare it with its teacher.")
+    info = CardInfo(
+        role, source_lang, target_lang, dataset, dataset_config, training, teacher_results, example, split, license
+    )
     card_data = model_card_data(
-        results,
-        role=role,
-        repo_id=repo_id,
-        source_lang=source_lang,
-        target_lang=target_lang,
-        dataset=dataset,
-        training=training,
-        dataset_config=dataset_config,
-        split=split,
-        license=license,
-        config=config,
-        model_name=model_name,
-        extra_tags=extra_tags,
+        results, info, repo_id=repo_id, config=config, model_name=model_name, extra_tags=extra_tags
     )
     training = normalize_training(training, role)
     card = ModelCard.from_template(
         card_data,
         template_path=str(HUB_CARDS / f"{role}_model.md"),
+        # The facts (language pair, datasets, split, ...), with the training facts normalized and the teacher's
+        # results read.
+        **{**info.render_kwargs(), "training": training, "teacher_results": teacher_results},
         repo_id=repo_id,
         model_name=card_data.model_name,
-        source_lang=source_lang,
-        target_lang=target_lang,
-        dataset=dataset,
-        dataset_config=dataset_config,
-        split=split,
         results=results,
         num_beams=int(results["num_beams"]),
-        training=training,
         mode=MODES[training["mode"]],
         training_dataset=training.get("dataset") or dataset,
-        teacher_results=teacher_results,
         comparison=speed_comparison(results, teacher_results) if teacher_results is not None else None,
         architecture=architecture(config),
         # A JSON string is a valid Python string literal, quotes and accents included.
@@ -565,9 +545,7 @@ def render_distilled_dataset_card(
     *,
     repo_id: str,
     teacher: str,
-    mode: str,
-    num_beams: int,
-    selection_metric: str,
+    config,
     source_lang: str,
     target_lang: str,
     source_dataset: str,
@@ -578,18 +556,20 @@ def render_distilled_dataset_card(
     The card of a Seq-KD / Seq-Inter dataset, from `hub_cards/distilled_dataset.md`.
 
     Args:
+        config ([`~hf_seqkd.seq_kd.SequenceDistillationConfig`]): how the data were made (`mode`, K as `num_beams`,
+            `selection_metric`).
         splits (`dict`): for each distilled split, `{"num_rows", "bleu", "sentences_per_sec", "seconds"}` as measured.
     """
+    data = sequence_data(config.mode)
     card_data = DatasetCardData(
         language=[source_lang, target_lang],
         task_categories=["translation"],
-        tags=["knowledge-distillation", "sequence-level-knowledge-distillation", mode.replace("_", "-")],
+        tags=["knowledge-distillation", "sequence-level-knowledge-distillation", data.name.replace("_", "-")],
         source_datasets=[source_dataset],
-        pretty_name=f"{source_dataset} {source_lang}-{target_lang}, {mode} targets",
+        pretty_name=f"{source_dataset} {source_lang}-{target_lang}, {data.name} targets",
     )
-    data = sequence_data(mode)
     selection_rule = (
-        f"highest smoothed sentence {selection_metric.upper()} against the reference"
+        f"highest smoothed sentence {config.selection_metric.upper()} against the reference"
         if data.picks_by_reference
         else "the top hypothesis of the beam"
     )
@@ -598,11 +578,8 @@ def render_distilled_dataset_card(
         template_path=str(HUB_CARDS / "distilled_dataset.md"),
         repo_id=repo_id,
         teacher=teacher,
-        method=data.method,
-        method_key=mode,
-        picks_by_reference=data.picks_by_reference,
-        num_beams=num_beams,
-        selection_metric=selection_metric,
+        data=data,  # the kind of data (hf_seqkd.modes.SEQUENCE_DATA): its name, method, selection
+        config=config,
         selection_rule=selection_rule,
         source_lang=source_lang,
         target_lang=target_lang,

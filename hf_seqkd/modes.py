@@ -67,51 +67,33 @@ MODES = {
     mode.name: mode
     for mode in (
         TrainingMode(
-            "baseline",
-            summary="the references",
-            description="Baseline: trained on the reference translations (no distillation)",
-            table_row="student, references",
+            "baseline", "the references", "Baseline: trained on the reference translations (no distillation)",
+            "student, references",
         ),
         TrainingMode(
-            "word_kd",
-            summary="the references and the teacher's per-token distributions (online, or its top-k cached once)",
-            description=(
-                "Word-KD: (1 - α) · NLL of the reference + α · T² · cross-entropy to the teacher's word distributions"
-            ),
-            table_row="student, Word-KD",
-            tags=("word-kd",),
-            word_kd=True,
+            "word_kd", "the references and the teacher's per-token distributions (online, or its top-k cached once)",
+            "Word-KD: (1 - α) · NLL of the reference + α · T² · cross-entropy to the teacher's word distributions",
+            "student, Word-KD", tags=("word-kd",), word_kd=True,
         ),
         TrainingMode(
-            "seq_kd",
-            summary="the teacher's beam-search translations",
-            description="Seq-KD: trained on the teacher's beam-search translations of the training set",
-            table_row="student, Seq-KD",
-            tags=("seq-kd",),
-            data=("seq_kd",),
+            "seq_kd", "the teacher's beam-search translations",
+            "Seq-KD: trained on the teacher's beam-search translations of the training set", "student, Seq-KD",
+            tags=("seq-kd",), data=("seq_kd",),
         ),
         TrainingMode(
-            "seq_inter",
-            summary="the teacher's K-best translation closest to the reference",
-            description="Seq-Inter: trained on the teacher's K-best hypothesis closest to the reference",
-            table_row="student, Seq-Inter",
-            tags=("seq-inter",),
-            data=("seq_inter",),
+            "seq_inter", "the teacher's K-best translation closest to the reference",
+            "Seq-Inter: trained on the teacher's K-best hypothesis closest to the reference", "student, Seq-Inter",
+            tags=("seq-inter",), data=("seq_inter",),
         ),
         TrainingMode(
-            "combined",
-            summary="the paper's best: seq_kd, then fine-tuning on Seq-Inter data with the Word-KD loss",
-            description=(
-                "Seq-KD + Seq-Inter + Word-KD: trained on the teacher's beam-search translations (Seq-KD), then "
-                "fine-tuned on its K-best hypotheses closest to the references (Seq-Inter) with the Word-KD loss"
-            ),
-            table_row="student, Seq-KD + Seq-Inter + Word-KD",
-            tags=("seq-kd", "seq-inter", "word-kd"),
-            word_kd=True,
+            "combined", "the paper's best: seq_kd, then fine-tuning on Seq-Inter data with the Word-KD loss",
+            "Seq-KD + Seq-Inter + Word-KD: trained on the teacher's beam-search translations (Seq-KD), then "
+            "fine-tuned on its K-best hypotheses closest to the references (Seq-Inter) with the Word-KD loss",
+            "student, Seq-KD + Seq-Inter + Word-KD", tags=("seq-kd", "seq-inter", "word-kd"), word_kd=True,
             data=("seq_kd", "seq_inter"),
         ),
     )
-}
+}  # fmt: skip
 
 
 def training_mode(name: str) -> TrainingMode:

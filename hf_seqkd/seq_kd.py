@@ -13,7 +13,6 @@ and the measured speed), which [`read_distillation_record`] reads and [`distille
 given on the command line, so that a student's card names the K its data were made with.
 """
 
-import copy
 import hashlib
 import json
 import logging
@@ -341,38 +340,6 @@ def distill_in_shards(
         return None, stats
     shards = [load_from_disk(shard_path(shard)) for shard in range(num_shards)]
     return concatenate_datasets(shards), stats
-
-
-def distill_to_disk(
-    dataset: Dataset,
-    teacher: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    config: SequenceDistillationConfig,
-    source_lang: str,
-    target_lang: str,
-    work_dir: str | Path,
-    dtype: torch.dtype | None = None,
-    state: PartialState | None = None,
-) -> Dataset:
-    """
-    [`distill_in_shards`] into `work_dir`, the result saved as `work_dir/train` by the main process and read back by
-    every process: a run started again reuses what is there (finished shards, or the whole split). With `dtype`, a
-    copy of the teacher in that dtype generates (the teacher itself keeps its own, e.g. float32 for Word-KD).
-    """
-    state = state or PartialState()
-    work_dir = Path(work_dir)
-    generator = teacher if dtype is None or dtype == teacher.dtype else copy.deepcopy(teacher).to(dtype)
-    logger.info(
-        f"Making {config.mode} data with the teacher (K={config.num_beams}, {generator.dtype}) in {work_dir}; "
-        "later runs reuse it."
-    )
-    distilled, _ = distill_in_shards(
-        dataset, generator, tokenizer, config, source_lang, target_lang, work_dir, state=state
-    )
-    if state.is_main_process:
-        distilled.save_to_disk(work_dir / "train")
-    state.wait_for_everyone()
-    return load_from_disk(work_dir / "train")
 
 
 RECORD_NAME = "distillation.json"

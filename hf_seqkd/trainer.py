@@ -5,7 +5,7 @@ with hf_seqkd's card (as TRL's trainers fill `create_model_card` with theirs).
     card = CardInfo(role="teacher", source_lang="es", target_lang="en", dataset="bible_es_en")
     trainer = TranslationTrainer(model=model, args=args, train_dataset=..., processing_class=tokenizer, card=card)
     trainer.train()
-    evaluate_split(trainer.model, tokenizer, test_split, "es", "en", args.output_dir)  # eval_results.json
+    trainer.evaluate_test_split(test_split, name="teacher")  # <output_dir>/eval_results.json
     trainer.create_model_card()  # README.md, from those results
     trainer.push_to_hub()  # the model, tokenizer, card and results, once
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 from transformers import Seq2SeqTrainer
 
+from .evaluation import evaluate_split
 from .hub import CardInfo, prepare_push_folder, push_folder, render_model_card
 
 logger = logging.getLogger(__name__)
@@ -42,23 +43,37 @@ class TranslationTrainer(Seq2SeqTrainer):
         args, kwargs: those of [`~transformers.Seq2SeqTrainer`].
     """
 
+    _NO_CARD = (
+        "No card facts: build the trainer with card=hf_seqkd.hub.CardInfo(role=..., source_lang=..., target_lang=..., "
+        "dataset=...) (run_training passes `card` on) for hf_seqkd's model card and its test evaluation."
+    )
+
     def __init__(self, *args, card: CardInfo | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.card = card
+
+    def evaluate_test_split(self, split, name: str = "model", num_beams: int = 5, batch_size: int = 64) -> dict:
+        """
+        Evaluates the trained model on a raw parallel split in the language pair of `card` (BLEU and chrF greedy and
+        beam, perplexity, p(t=ŷ), words/s: [`~hf_seqkd.evaluation.evaluate_split`]), into
+        `<output_dir>/eval_results.json`, the results the model card is filled from. Returns them.
+        """
+        if self.card is None:
+            raise ValueError(self._NO_CARD)
+        return evaluate_split(
+            self.model, self.processing_class, split, self.card.source_lang, self.card.target_lang,
+            self.args.output_dir, name=name, num_beams=num_beams, batch_size=batch_size,
+        )  # fmt: skip
 
     def model_card(self, model_name: str | None = None, license: str | None = None, tags=None) -> ModelCard:
         """The card `create_model_card` writes: rendered from `eval_results.json` and `card`."""
         results = Path(self.args.output_dir) / RESULTS_NAME
         if self.card is None:
-            raise ValueError(
-                "No card facts: build the trainer with card=hf_seqkd.hub.CardInfo(role=..., source_lang=..., "
-                "target_lang=..., dataset=...) (run_training passes `card` on) to make hf_seqkd's model card."
-            )
+            raise ValueError(self._NO_CARD)
         if not results.is_file():
             raise ValueError(
-                f"{results}: no evaluation to fill the model card from. Evaluate the trained model first with "
-                f"hf_seqkd.evaluation.evaluate_split(model, tokenizer, test_split, source_lang, target_lang, "
-                f"output_dir={str(self.args.output_dir)!r})."
+                f"{results}: no evaluation to fill the model card from. Evaluate the trained model first: "
+                f"trainer.evaluate_test_split(test_split) (hf_seqkd.evaluation.evaluate_split into output_dir)."
             )
         facts = self.card.render_kwargs()
         if license is not None:

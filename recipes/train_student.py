@@ -27,6 +27,7 @@ teacher's results when the teacher folder has them) are written next to it, and 
 user/name` uploads them with the model. A killed run started again with the same command resumes where it stopped.
 """
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -35,16 +36,21 @@ from pathlib import Path
 import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
 
 # isort: split
+from accelerate import PartialState
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.checks import check_distilled_dataset, check_parallel_rows
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
-from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import CardInfo
 from hf_seqkd.modes import MODES, SEQUENCE_DATA, TrainingMode
-from hf_seqkd.seq_kd import SequenceDistillationConfig, distill_to_disk, distilled_num_beams, read_distillation_record
+from hf_seqkd.seq_kd import (
+    SequenceDistillationConfig,
+    distill_in_shards,
+    distilled_num_beams,
+    read_distillation_record,
+)
 from hf_seqkd.training import (
     CheckpointArguments,
     EarlyStoppingArguments,
@@ -183,14 +189,20 @@ class StudentRun:
         if folder is not None:  # checked before anything was loaded: a dataset folder with a train split
             train = check_parallel_rows(load_from_disk(folder)["train"], source, target, f"--{kind}_dataset {folder}")
         else:
-            config = SequenceDistillationConfig(
-                mode=kind, num_beams=self.num_beams[kind], batch_size=self.args.distill_batch_size
+            config = SequenceDistillationConfig(kind, self.num_beams[kind], batch_size=self.args.distill_batch_size)
+            work_dir, dtype = self.folder / f"{kind}_data", resolve_dtype(self.args.distill_dtype, self.teacher.device)
+            # A copy in the generation dtype: the teacher itself stays in float32 for Word-KD (combined mode).
+            generator = self.teacher if dtype == self.teacher.dtype else copy.deepcopy(self.teacher).to(dtype)
+            logger.info(f"Making {kind} data with the teacher (K={config.num_beams}, {dtype}) in {work_dir}; "
+                        "later runs reuse it.")  # fmt: skip
+            train, _ = distill_in_shards(
+                self.raw["train"], generator, self.teacher_tokenizer, config, source, target, work_dir
             )
-            dtype = resolve_dtype(self.args.distill_dtype, self.teacher.device)
-            train = distill_to_disk(
-                self.raw["train"], self.teacher, self.teacher_tokenizer, config, source, target,
-                self.folder / f"{kind}_data", dtype=dtype,
-            )  # fmt: skip
+            state = PartialState()
+            if state.is_main_process:
+                train.save_to_disk(work_dir / "train")
+            state.wait_for_everyone()
+            train = load_from_disk(work_dir / "train")
         return DatasetDict({**self.raw, "train": train})
 
     def train(self, model: PreTrainedModel, raw: DatasetDict | None = None, word_kd: bool = False):
@@ -385,10 +397,7 @@ def main(args: list[str] | None = None) -> dict | None:
 
     if "test" not in raw or not trainer.is_world_process_zero():
         return None
-    results = evaluate_split(
-        trainer.model, tokenizer, raw["test"], data_args.source_lang, data_args.target_lang, training_args.output_dir,
-        mode.name,
-    )  # fmt: skip
+    results = trainer.evaluate_test_split(raw["test"], name=mode.name)
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub()

@@ -20,7 +20,6 @@ from transformers import Seq2SeqTrainingArguments, set_seed
 
 from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
-from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.hub import CardInfo
 from hf_seqkd.training import (
     CheckpointArguments,
@@ -58,10 +57,7 @@ def main(args: list[str] | None = None) -> dict | None:
     )  # fmt: skip
     if "test" not in raw or not trainer.is_world_process_zero():
         return None
-    results = evaluate_split(
-        trainer.model, tokenizer, raw["test"], data_args.source_lang, data_args.target_lang, training_args.output_dir,
-        "teacher",
-    )  # fmt: skip
+    results = trainer.evaluate_test_split(raw["test"], name="teacher")
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub()

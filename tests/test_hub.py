@@ -263,7 +263,7 @@ def test_trainer_makes_the_card_and_pushes_only_the_repository(model, tokenizer,
                                     report_to="none", use_cpu=True)  # fmt: skip
     card = CardInfo(role="teacher", example=SOURCES[0], **PAIR)
     trainer = TranslationTrainer(model=model, args=args, processing_class=tokenizer, card=card)
-    with pytest.raises(ValueError, match=r"eval_results.json: no evaluation .*evaluate_split\("):
+    with pytest.raises(ValueError, match=r"eval_results.json: no evaluation .*evaluate_test_split\(test_split\)"):
         trainer.push_to_hub()
     assert hub_calls == []  # nothing made on the Hub before the card can be
 

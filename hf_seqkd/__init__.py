@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
+from .hub import CardInfo
 from .modeling_lstm_seq2seq import (
     LSTMDecoderState,
     LSTMEncoderOutput,
@@ -29,6 +30,7 @@ from .pruning import (
     pruning_report,
     save_pruned,
 )
+from .trainer import TranslationTrainer
 from .word_kd import (
     DataCollatorForWordKD,
     KDSeq2SeqTrainer,
@@ -67,4 +69,6 @@ __all__ = [
     "magnitude_prune",
     "pruning_report",
     "save_pruned",
+    "CardInfo",
+    "TranslationTrainer",
 ]

@@ -1,12 +1,14 @@
 """Configuration of the LSTM encoder-decoder with Luong global attention (Luong et al., 2015)."""
 
-from transformers import PretrainedConfig
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
 
 ATTENTION_SCORES = ("dot", "general", "concat")
 DECODER_INITS = ("encoder_final", "zeros")
 
 
-class LSTMSeq2SeqConfig(PretrainedConfig):
+@strict
+class LSTMSeq2SeqConfig(PreTrainedConfig):
     r"""
     Configuration of [`LSTMSeq2SeqForConditionalGeneration`]: a stacked LSTM encoder, a stacked LSTM decoder with
     input feeding and global attention, the model of Luong et al. (2015) used by Kim & Rush (2016).
@@ -71,58 +73,45 @@ class LSTMSeq2SeqConfig(PretrainedConfig):
     keys_to_ignore_at_inference = ["cache", "past_key_values"]  # the decoder state under either name
     attribute_map = {"num_hidden_layers": "decoder_layers"}
 
-    def __init__(
-        self,
-        vocab_size: int = 8000,
-        target_vocab_size: int | None = None,
-        embedding_size: int = 500,
-        hidden_size: int = 500,
-        encoder_layers: int = 2,
-        decoder_layers: int = 2,
-        bidirectional_encoder: bool = False,
-        decoder_init: str = "encoder_final",
-        dropout: float = 0.3,
-        attention_score: str = "general",
-        input_feeding: bool = True,
-        tie_word_embeddings: bool = False,
-        init_range: float = 0.1,
-        max_source_length: int = 256,
-        max_target_length: int = 256,
-        pad_token_id: int = 0,
-        bos_token_id: int = 1,
-        eos_token_id: int = 2,
-        decoder_start_token_id: int | None = None,
-        is_encoder_decoder: bool = True,
-        **kwargs,
-    ):
-        self.vocab_size = vocab_size
-        self.target_vocab_size = target_vocab_size
-        self.embedding_size = embedding_size
-        self.hidden_size = hidden_size
-        self.encoder_layers = encoder_layers
-        self.decoder_layers = decoder_layers
-        self.bidirectional_encoder = bidirectional_encoder
-        self.decoder_init = decoder_init
-        self.dropout = dropout
-        self.attention_score = attention_score
-        self.input_feeding = input_feeding
-        self.tie_word_embeddings = tie_word_embeddings
-        self.init_range = init_range
-        self.max_source_length = max_source_length
-        self.max_target_length = max_target_length
-        self.pad_token_id = pad_token_id
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
-        self.decoder_start_token_id = bos_token_id if decoder_start_token_id is None else decoder_start_token_id
-        self._validate()
-        super().__init__(is_encoder_decoder=is_encoder_decoder, **kwargs)
+    vocab_size: int = 8000
+    target_vocab_size: int | None = None
+    embedding_size: int = 500
+    hidden_size: int = 500
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    bidirectional_encoder: bool = False
+    decoder_init: str = "encoder_final"
+    dropout: float | int = 0.3
+    attention_score: str = "general"
+    input_feeding: bool = True
+    tie_word_embeddings: bool = False
+    init_range: float | int = 0.1
+    max_source_length: int = 256
+    max_target_length: int = 256
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    decoder_start_token_id: int | None = None
+    is_encoder_decoder: bool = True
+
+    def __post_init__(self, **kwargs):
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.bos_token_id
+        super().__post_init__(**kwargs)
+        # The class validators below also run when the config is saved or `validate()`d (where `@strict` wraps their
+        # errors); run here, a bad value fails at construction with the plain ValueError that names it.
+        self.validate_architecture()
+        self.validate_token_ids()
 
     @property
     def decoder_vocab_size(self) -> int:
         """Size of the target vocabulary (the output softmax)."""
         return self.vocab_size if self.target_vocab_size is None else self.target_vocab_size
 
-    def _validate(self):
+    def validate_architecture(self):
+        """Sizes, dropout, initialisation range, score function, decoder start and tying: `@strict` class validator."""
+        super().validate_architecture()
+
         def positive_int(name):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -158,7 +147,12 @@ class LSTMSeq2SeqConfig(PretrainedConfig):
                 f"tie_word_embeddings=True shares the decoder embeddings with the output projection, which needs "
                 f"embedding_size == hidden_size; got {self.embedding_size} and {self.hidden_size}."
             )
-        # The pad id occurs on both sides; the other special ids are target tokens.
+
+    def validate_token_ids(self):
+        """
+        The special ids are ids of the vocabularies (an error here, where transformers' check only warns): the pad id
+        occurs on both sides, the others are target tokens. `@strict` class validator.
+        """
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
             limit = (

@@ -29,14 +29,26 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from .configuration_lstm_seq2seq import LSTMSeq2SeqConfig
-from .sparse_weights import from_sparse_pretrained, sparse_weights_file
+from .sparse_weights import load_pruned
 
 # transformers 5.24 renamed the decoder state that `generate()` passes to `forward` and reads back from its output:
 # `past_key_values` became `cache`. The output classes say which name this release uses; `generate()` passes the
 # state under the same name.
 DECODER_STATE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def _no_hidden_states(kwargs: dict) -> None:
+    """`output_hidden_states` is refused, not ignored: the stacked LSTMs (one fused `nn.LSTM`, cells run step by step)
+    keep no per-layer states to return."""
+    if kwargs.get("output_hidden_states"):
+        raise ValueError(
+            "output_hidden_states=True: the LSTM model keeps no per-layer hidden states to return. Its top layers' "
+            "are in the outputs: `encoder_last_hidden_state` (h_s) and, from LSTMSeq2SeqModel, `last_hidden_state`."
+        )
 
 
 def _decoder_state_argument(cache, past_key_values):
@@ -209,15 +221,18 @@ class LSTMSeq2SeqEncoder(nn.Module):
             )
         return lengths
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> LSTMEncoderOutput:
+        """
+        Encodes right-padded sources. `return_dict=False` gives the tuple form; `output_attentions` concerns the
+        decoder's attention over the source (an LSTM encoder has none of its own); `output_hidden_states` is refused.
+        """
+        _no_hidden_states(kwargs)
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id).long()
         lengths = self._check_source(input_ids, attention_mask)
@@ -437,11 +452,8 @@ class LSTMSeq2SeqPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         # A folder written by hf_seqkd.pruning.save_pruned keeps its weights sparsely (model.sparse.safetensors, no
-        # model.safetensors): load those, densified, so that a pruned model loads like any other.
-        sparse_file = sparse_weights_file(pretrained_model_name_or_path, **kwargs)
-        if sparse_file is None:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        return from_sparse_pretrained(cls, pretrained_model_name_or_path, sparse_file, *model_args, **kwargs)
+        # model.safetensors): the one loader of pruned weights densifies them, so that a pruned model loads like any.
+        return load_pruned(pretrained_model_name_or_path, super(), *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -481,7 +493,7 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         past_key_values: LSTMDecoderState | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         r"""
         Args:
@@ -497,7 +509,9 @@ class LSTMSeq2SeqModel(LSTMSeq2SeqPreTrainedModel):
             return_dict (`bool`, *optional*): `False` returns the tuple (last_hidden_state, decoder state or None,
                 attention weights or None, encoder_last_hidden_state or None).
             past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
+            kwargs: transformers' model kwargs; `output_hidden_states=True` is refused (no per-layer states).
         """
+        _no_hidden_states(kwargs)
         state = _decoder_state_argument(cache, past_key_values)
         if decoder_input_ids is None:
             raise ValueError("`decoder_input_ids` (or `labels`) are needed: the decoder has no default input.")
@@ -553,6 +567,8 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         super().__init__(config)
         self.model = LSTMSeq2SeqModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.decoder_vocab_size)  # W_s
+        # Labels and logits are aligned (the decoder reads the labels shifted right): no shift in the loss.
+        self.loss_type = "ForMaskedLM"
         self.post_init()
         # The config's default `max_length` (20) is far too short for translation.
         self.generation_config.max_length = config.max_target_length
@@ -608,6 +624,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         sequences = kwargs.get("num_return_sequences") or config.num_return_sequences or 1
         return source.shape[0] * max(beams, sequences)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -619,11 +636,8 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        num_items_in_batch: int | torch.Tensor | None = None,
         past_key_values: LSTMDecoderState | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""
         Args:
@@ -640,15 +654,18 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
                 ignored by the loss.
             use_cache (`bool`, *optional*): return the decoder state (default: True).
             output_attentions (`bool`, *optional*): return the attention weights as `cross_attentions`.
-            num_items_in_batch (`int`, *optional*): number of label tokens in the whole (accumulated, all-process)
-                batch; the loss is then the token sum divided by it, so gradient accumulation is exact.
             past_key_values ([`LSTMDecoderState`], *optional*): the name of `cache` before transformers 5.24.
+            kwargs: transformers' model kwargs: `num_items_in_batch` (label tokens in the whole accumulated,
+                all-process batch: the loss is then the token sum divided by it, so gradient accumulation is exact),
+                `return_dict=False` (the tuple form); `output_hidden_states=True` is refused (no per-layer states).
 
         Returns:
             [`~transformers.modeling_outputs.Seq2SeqLMOutput`] with `logits` (B, T, V), `loss` when labels are given
-            (mean token cross-entropy), and the decoder state as `cache` (`past_key_values` before transformers
-            5.24; `decoder_state(output)` reads it under either name).
+            (mean token cross-entropy, transformers' `ForMaskedLM` loss: the labels are aligned with the logits), and
+            the decoder state as `cache` (`past_key_values` before transformers 5.24; `decoder_state(output)` reads
+            it under either name).
         """
+        _no_hidden_states(kwargs)
         if labels is not None:
             _check_ids("labels", labels, self.config.decoder_vocab_size, allow_ignore_index=True)
             if decoder_input_ids is None:
@@ -669,13 +686,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
 
         loss = None
         if labels is not None:
-            loss_sum = nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
-            )
-            denominator = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
-            if torch.is_tensor(denominator):
-                denominator = denominator.to(loss_sum.device)
-            loss = loss_sum / denominator
+            loss = self.loss_function(logits, labels, self.config.decoder_vocab_size, **kwargs)
 
         return Seq2SeqLMOutput(
             loss=loss,

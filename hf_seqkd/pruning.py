@@ -33,13 +33,11 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .sparse_weights import (
-    HUB_KWARGS,
+from .sparse_weights import (  # noqa: F401  load_pruned: the loader of what save_pruned writes, public here too
     SPARSE_WEIGHTS_NAME,
-    from_sparse_pretrained,
+    load_pruned,
     pack_bits,
     save_sparse_weights,
-    sparse_weights_file,
     unpack_bits,
 )
 from .utils import count_parameters
@@ -351,30 +349,6 @@ def save_pruned(model, folder: str | os.PathLike, tokenizer=None, **save_kwargs)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder / SPARSE_WEIGHTS_NAME
-
-
-def load_pruned(pretrained_model_name_or_path: str | os.PathLike, model_class=AutoModelForSeq2SeqLM, **kwargs):
-    """
-    Loads a model saved by [`save_pruned`], or any other model folder or Hub id (with `from_pretrained`).
-
-    Args:
-        pretrained_model_name_or_path (`str` or `os.PathLike`): the folder or Hub id.
-        model_class (*optional*, defaults to `AutoModelForSeq2SeqLM`): an Auto class or a model class.
-        kwargs: passed to `from_pretrained` (`dtype`, `device_map`, `trust_remote_code`, `revision`, ...).
-    """
-    sparse_file = sparse_weights_file(pretrained_model_name_or_path, **kwargs)
-    if sparse_file is None:
-        return model_class.from_pretrained(pretrained_model_name_or_path, **kwargs)
-    if hasattr(model_class, "_model_mapping"):  # an Auto class: find the concrete class without building weights
-        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(
-            pretrained_model_name_or_path,
-            trust_remote_code=kwargs.get("trust_remote_code"),
-            **{key: kwargs[key] for key in HUB_KWARGS if key in kwargs},
-        )
-        with torch.device("meta"):
-            model_class = type(model_class.from_config(config, trust_remote_code=kwargs.get("trust_remote_code")))
-        kwargs["config"] = config
-    return from_sparse_pretrained(model_class, pretrained_model_name_or_path, sparse_file, **kwargs)
 
 
 def count_pretrained_parameters(pretrained_model_name_or_path: str | os.PathLike, trust_remote_code=False) -> int:

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoConfig, GenerationConfig
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, GenerationConfig
 from transformers.utils import cached_file
 
 # The compact weights of a pruned model, written by `hf_seqkd.pruning.save_pruned` in place of model.safetensors.
@@ -123,24 +123,35 @@ def sparse_weights_file(pretrained_model_name_or_path, **kwargs) -> str | None:
     return find(SPARSE_WEIGHTS_NAME)
 
 
-def from_sparse_pretrained(model_class, pretrained_model_name_or_path, sparse_file, *model_args, **kwargs):
+def load_pruned(pretrained_model_name_or_path, model_class=AutoModelForSeq2SeqLM, *model_args, **kwargs):
     """
-    `model_class.from_pretrained` for a folder whose weights are in `sparse_file`: the densified weights go in as
-    `from_pretrained(None, config=..., state_dict=...)`, so that everything else (`dtype`, `device_map`, tied weights,
-    eval mode) behaves as in a normal load, and the generation config is read from the folder.
+    Loads a model from a folder or Hub id, dense (`save_pretrained`) or compact (written by
+    `hf_seqkd.pruning.save_pruned`): the one loader of pruned weights. `LSTMSeq2SeqForConditionalGeneration.
+    from_pretrained` (so `AutoModelForSeq2SeqLM` too) goes through it; for other architectures call it directly.
+
+    Compact weights are densified and go in as `from_pretrained(None, config=..., state_dict=...)`, so that everything
+    else (`dtype`, `device_map`, tied weights, eval mode) behaves as in a normal load, and the generation config is
+    read from the folder.
 
     Args:
-        model_class: a concrete `PreTrainedModel` class.
-        pretrained_model_name_or_path (`str` or `os.PathLike`): the folder or Hub id (for the configs).
-        sparse_file (`str`): from [`sparse_weights_file`].
-        model_args, kwargs: as for `from_pretrained`; `config` may be given.
+        pretrained_model_name_or_path (`str` or `os.PathLike`): the folder or Hub id.
+        model_class (*optional*, defaults to `AutoModelForSeq2SeqLM`): an Auto class, a model class, or anything
+            else with that class's `from_pretrained` (a model class's own override passes `super()`).
+        model_args, kwargs: as for `from_pretrained` (`dtype`, `device_map`, `trust_remote_code`, `revision`,
+            `config`, ...).
     """
+    sparse_file = sparse_weights_file(pretrained_model_name_or_path, **kwargs)
+    if sparse_file is None:
+        return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
     path = str(pretrained_model_name_or_path)
     hub_kwargs = {key: kwargs.pop(key) for key in HUB_KWARGS if key in kwargs}
     trust_remote_code = kwargs.get("trust_remote_code")
     config = kwargs.pop("config", None)
     if config is None:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **hub_kwargs)
+    if hasattr(model_class, "_model_mapping"):  # an Auto class: find the concrete class without building weights
+        with torch.device("meta"):
+            model_class = type(model_class.from_config(config, trust_remote_code=trust_remote_code))
     state_dict = load_sparse_state_dict(sparse_file)
     model = model_class.from_pretrained(None, *model_args, config=config, state_dict=state_dict, **kwargs)
     try:

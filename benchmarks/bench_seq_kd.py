@@ -3,9 +3,10 @@
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_seq_kd.py --teacher outputs/bible_es_en/teacher \
         --num_sentences 28227 --seq_inter_sentences 500
 
-Runs the recipe on the first N training sentences of the bundled corpus: Seq-KD (beam 5) in 1 process and in
-2 processes (torchrun, one thread each), and Seq-Inter (K = 35) in 1 process; optionally in bfloat16. Each run starts
-from an empty output folder (no shard or cache reuse). Prints a markdown table of sentences/s.
+Runs the recipe on the first N training sentences of the bundled corpus: Seq-KD (beam K, the paper's 5 by default) in
+1 process and in 2 processes (torchrun, one thread each), and Seq-Inter (K = 35 by default) in 1 process; optionally
+in bfloat16. Each run starts from an empty output folder (no shard or cache reuse). Prints a markdown table of
+sentences/s.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from hf_seqkd.modes import SEQUENCE_DATA
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,12 +74,14 @@ def main():
     parser.add_argument("--seq_inter_sentences", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2, help="threads of a single process")
     parser.add_argument("--dtypes", nargs="+", default=["float32"])
+    for kind, data in SEQUENCE_DATA.items():
+        parser.add_argument(f"--{kind}_num_beams", type=int, default=data.default_num_beams, help=f"K of {kind}")
     args = parser.parse_args()
 
     print("| mode | K | processes | dtype | sentences | sentences/s | wall s | BLEU of new targets vs refs |")
     print("|---|---|---|---|---|---|---|---|")
-    runs = [("seq_kd", 5, 1, args.num_sentences, 64), ("seq_kd", 5, 2, args.num_sentences, 64)]
-    runs.append(("seq_inter", 35, 1, args.seq_inter_sentences, 16))
+    runs = [("seq_kd", args.seq_kd_num_beams, processes, args.num_sentences, 64) for processes in (1, 2)]
+    runs.append(("seq_inter", args.seq_inter_num_beams, 1, args.seq_inter_sentences, 16))
     for dtype in args.dtypes:
         for mode, num_beams, processes, sentences, batch_size in runs:
             stats, wall = run(args.teacher, mode, num_beams, processes, sentences, dtype, batch_size, args.threads)

@@ -74,6 +74,37 @@ def test_plan_has_every_row_and_every_stage_command_parses(plan_path):
         assert env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")  # the stages import the installed hf_seqkd
 
 
+@pytest.mark.parametrize("plan_path", PLANS, ids=lambda p: p.name)
+def test_students_and_their_data_agree_on_k(plan_path):
+    """A student that names the K of data a stage of the plan makes names the K that stage uses (else it stops)."""
+    driver = load_driver()
+    root = Path("/tmp/table1")
+    stages = driver.load_plan(plan_path, output_root=str(root))["stages"]
+
+    def parsed(stage):
+        cmd, _ = driver.command(stage, root, 1, list(stages))
+        script = cmd.index(str(REPO / stage.script))
+        return parse_args(script_arguments(REPO / stage.script), cmd[script + 1 :], check_inputs=False)
+
+    made = {}  # dataset folder -> (kind, K) of the distill_data stages
+    for stage in stages.values():
+        if stage.script == "recipes/distill_data.py":
+            _, config, _ = parsed(stage)
+            made[str(root / stage.name / "dataset")] = (config.mode, config.num_beams)
+    checked = 0
+    for stage in stages.values():
+        if stage.script != "recipes/train_student.py":
+            continue
+        student = parsed(stage)[0]
+        for kind in ("seq_kd", "seq_inter"):
+            folder, given = getattr(student, f"{kind}_dataset"), getattr(student, f"{kind}_num_beams")
+            if folder in made:
+                assert made[folder][0] == kind, (stage.name, folder)
+                assert given in (None, made[folder][1]), (stage.name, kind, given, made[folder])
+                checked += 1
+    assert checked or plan_path.name in BESIDE_TABLE1 or not made
+
+
 def test_driver_says_when_hf_seqkd_is_not_this_checkouts(monkeypatch):
     driver = load_driver()
     monkeypatch.setattr(driver, "library_location", lambda: str(REPO / "hf_seqkd"))

@@ -65,8 +65,16 @@ class TranslationTrainer(Seq2SeqTrainer):
             self.args.output_dir, name=name, num_beams=num_beams, batch_size=batch_size,
         )  # fmt: skip
 
-    def model_card(self, model_name: str | None = None, license: str | None = None, tags=None) -> ModelCard:
-        """The card `create_model_card` writes: rendered from `eval_results.json` and `card`."""
+    def model_card(self, model_name: str | None = None, license: str | None = None, tags=None, **kwargs) -> ModelCard:
+        """
+        The card `create_model_card` writes: rendered from `eval_results.json` and `card`. `model_name` (the name in
+        `model-index`; by default the Hub id's), `license` and extra `tags` are used; the Trainer's other card
+        arguments (`language`, `dataset`, `finetuned_from`, ...) come from `card`, so giving one is an error.
+        """
+        if kwargs:
+            raise TypeError(
+                f"{sorted(kwargs)} come from the trainer's `card` (hf_seqkd.hub.CardInfo): set them there."
+            )
         results = Path(self.args.output_dir) / RESULTS_NAME
         if self.card is None:
             raise ValueError(self._NO_CARD)
@@ -84,22 +92,15 @@ class TranslationTrainer(Seq2SeqTrainer):
             results, repo_id=repo_id, model_name=model_name, config=self.model.config, extra_tags=tags, **facts
         )
 
-    def create_model_card(self, model_name: str | None = None, license: str | None = None, tags=None, **kwargs):
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """
-        Writes hf_seqkd's model card to `<output_dir>/README.md` (on the main process), in place of the Trainer's
-        draft. `model_name` (the name in `model-index`; by default the Hub id's), `license` and extra `tags` are
-        used; the Trainer's other card arguments (`language`, `dataset`, `finetuned_from`, ...) come from `card`, so
-        giving one is an error.
+        Writes hf_seqkd's model card ([`model_card`], which takes the same arguments) to `<output_dir>/README.md`
+        on the main process, in place of the Trainer's draft.
         """
-        if kwargs:
-            raise TypeError(
-                f"create_model_card: {sorted(kwargs)} come from the trainer's `card` (hf_seqkd.hub.CardInfo); set "
-                f"them there."
-            )
         if not self.is_world_process_zero():
             return
         path = Path(self.args.output_dir) / "README.md"
-        self.model_card(model_name, license, tags).save(path)
+        self.model_card(model_name, **kwargs).save(path)
         logger.info(f"Model card written to {path}.")
 
     def push_to_hub(

@@ -277,7 +277,7 @@ def test_trainer_makes_the_card_and_pushes_only_the_repository(model, tokenizer,
     facts = card.render_kwargs()
     expected = render_model_card(results_path, repo_id="someone/tiny-teacher", config=model.config, **facts)
     assert (out / "README.md").read_text() == str(expected)
-    with pytest.raises(TypeError, match="come from the trainer's `card`"):
+    with pytest.raises(TypeError, match=r"\['language'\] come from the trainer's `card`"):
         trainer.create_model_card(language="de")
 
     trainer.push_to_hub(tags=["extra-tag"])

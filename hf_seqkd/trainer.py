@@ -10,6 +10,7 @@ with hf_seqkd's card (as TRL's trainers fill `create_model_card` with theirs).
     trainer.push_to_hub()  # the model, tokenizer, card and results, once
 """
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -126,7 +127,12 @@ class TranslationTrainer(Seq2SeqTrainer):
         card = self.model_card(kwargs.pop("model_name", None), **kwargs)  # a card that cannot be made fails here
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
+            if "private" in inspect.signature(self.init_hf_repo).parameters:
+                self.init_hf_repo(token=token, private=private)
+            else:  # older transformers 5 releases (5.17): init_hf_repo reads args.hub_private_repo only
+                if private is not None:
+                    self.args.hub_private_repo = private
+                self.init_hf_repo(token=token)
         self._finish_current_push()
         output_dir = Path(self.args.output_dir)
         files = prepare_push_folder(

@@ -290,6 +290,9 @@ def test_trainer_makes_the_card_and_pushes_only_the_repository(model, tokenizer,
     assert {"README.md", "model.safetensors", "config.json", "tokenizer.json", "eval_results.json"} <= set(files)
     assert not [name for name in files if name.startswith(("checkpoint", "seq_kd_data", "trainer_state"))]
     assert "extra-tag" in ModelCard.load(out / "README.md").data.tags
+    again = TranslationTrainer(model=model, args=args, processing_class=tokenizer, card=card)
+    again.push_to_hub(private=False)  # an argument of push_to_hub, on every transformers release
+    assert hub_calls[2][0] == "create_repo" and hub_calls[2][2]["private"] is False
 
 
 def test_push_folder_refuses_a_broken_card_before_contacting_the_hub(tmp_path, hub_calls):

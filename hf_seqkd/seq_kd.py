@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 def _default_beams_help() -> str:
     return ", ".join(f"{data.default_num_beams} for {name}" for name, data in SEQUENCE_DATA.items())
 
+
 SELECTION_METRICS = ("bleu", "chrf")
 
 

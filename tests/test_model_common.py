@@ -151,8 +151,9 @@ def test_hidden_states_are_refused_not_ignored():
         lambda: model(**batch, output_hidden_states=True),
         lambda: model.model(batch["input_ids"], decoder_input_ids=batch["input_ids"], output_hidden_states=True),
         lambda: model.get_encoder()(batch["input_ids"], output_hidden_states=True),
-        lambda: model.generate(batch["input_ids"], max_new_tokens=2, output_hidden_states=True,
-                               return_dict_in_generate=True),  # fmt: skip
+        lambda: model.generate(
+            batch["input_ids"], max_new_tokens=2, output_hidden_states=True, return_dict_in_generate=True
+        ),
     ):
         with pytest.raises(ValueError, match="output_hidden_states=True: the LSTM model keeps no per-layer"):
             call()

@@ -232,11 +232,44 @@ def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):
     (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": 2.0, "global_step": 800, "max_steps": 10000}))
     states = driver.status(plan)["stages"]
     assert (states["teacher"], states["seq_kd_data"], states["baseline"], states["seq_kd"]) == (
-        "done", "running", "stopped", "pending"
+        "done",
+        "running",
+        "stopped",
+        "pending",
     )
     out = capsys.readouterr().out
     assert "done in 61 min" in out and "running for 4 min; about 6 min left" in out
     assert "epoch 2.0, step 800/10000 (checkpoint-800)" in out and "estimated wall time left" in out
+
+
+def test_report_of_the_rows_evaluated_so_far_names_the_rest_and_the_code_that_ran(tmp_path, capsys):
+    driver = load_driver()
+    plan = driver.load_plan(REPO / "recipes" / "table1" / "quick.yaml", output_root=str(tmp_path / "out"))
+    plan["results_dir"] = str(tmp_path / "results")
+    with pytest.raises(SystemExit, match="no row has been evaluated yet"):
+        driver.report(plan, finished_only=True)
+    for row, bleu in (("teacher", 20.0), ("seq_kd", 18.0)):
+        (tmp_path / "out" / f"eval_{row}").mkdir(parents=True)
+        evaluation = {**result(bleu), "num_sentences": 1790, "num_beams": 5}
+        (tmp_path / "out" / f"eval_{row}" / "eval_results.json").write_text(json.dumps(evaluation))
+    (tmp_path / "out" / "done").mkdir()
+    for stage in ("teacher", "seq_kd"):
+        (tmp_path / "out" / "done" / stage).write_text("2026-12-03 14:00:00 61.0 min\n")
+    driver.start_progress(tmp_path / "out", "seq_kd")  # records the commit of this checkout
+    with pytest.raises(FileNotFoundError, match="No evaluation results for .*baseline"):
+        driver.report(plan)  # the full report wants every row
+
+    rows = driver.report(plan, finished_only=True)
+    assert [row["model"] for row in rows] == ["teacher", "seq_kd"]
+    written = json.loads((tmp_path / "results" / "table1.json").read_text())
+    assert written["pending_rows"] == [row for row in plan["rows"] if row not in ("teacher", "seq_kd")]
+    assert written["stage_commits"]["seq_kd"] == [driver.provenance()["commit"]]
+    assert written["stage_commits"]["teacher"] == []  # no progress file: not recorded, and the report says so
+    footer = (tmp_path / "results" / "table1.md").read_text().splitlines()[-1]
+    assert f"Stages run by commit {driver.provenance()['commit']}." in footer
+    assert "Not recorded which commit ran eval_seq_kd, eval_teacher, teacher." in footer
+    assert "Not yet run: seq_inter_teacher, baseline," in footer
+    assert "| `seq_kd` |" in capsys.readouterr().out
 
 
 def test_dict_arguments_reach_the_recipes_as_json():

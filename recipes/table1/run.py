@@ -15,8 +15,8 @@ the speeds in the table are measured on an otherwise idle machine.
 
 `--stages a,b` runs only those stages (their prerequisites must be done); `--dry_run` prints the commands;
 `--status` says which stages are done (and how long they took), which are running (with their progress), and an
-estimate of the time left, without starting anything. Run a long plan from a checkout that does not change under
-it (e.g. `git worktree add ~/hf_seqkd_runs/code <commit>`) with `--output_root` outside the work tree, so that it
+estimate of the time left, without starting anything; `--report` writes the results of the rows evaluated so far.
+Run a long plan from a checkout that does not change under it (e.g. `git worktree add ~/hf_seqkd_runs/code <commit>`) with `--output_root` outside the work tree, so that it
 can be resumed from another session. The stages import the `hf_seqkd` installed in the Python that runs this script
 (`pip install --no-deps .` of that checkout into a virtual environment pins it too); the results name the commit and
 where `hf_seqkd` came from.
@@ -249,7 +249,11 @@ def start_progress(root: Path, name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     minutes = earlier.get("minutes", 0.0)
-    path.write_text(json.dumps({"minutes_before": minutes, "minutes": minutes}))
+    # Every session's code, in order: a stage resumed by a later commit names both.
+    commits = earlier.get("commits", [])
+    commit = provenance()["commit"]
+    commits += [commit] if commit not in commits else []
+    path.write_text(json.dumps({"minutes_before": minutes, "minutes": minutes, "commits": commits}))
 
 
 def write_progress(root: Path, name: str, pid: int | None, start: float) -> float:
@@ -352,13 +356,33 @@ def provenance() -> dict:
     return {"commit": commit, "software": describe_software()}
 
 
-def report(plan: dict) -> list[dict]:
-    """Writes results/table1.json, table1.md and table1.png (and decode_speed.*) from the finished stages."""
+def stage_commits(root: Path, names: list[str]) -> dict[str, list[str]]:
+    """The commits of the code that ran each stage, from its progress file (`[]` when a driver did not record them)."""
+    commits = {}
+    for name in names:
+        path = _progress_file(root, name)
+        commits[name] = json.loads(path.read_text()).get("commits", []) if path.is_file() else []
+    return commits
+
+
+def report(plan: dict, finished_only: bool = False) -> list[dict]:
+    """
+    Writes results/table1.json, table1.md and table1.png (and decode_speed.*) from the finished stages. With
+    `finished_only`, rows whose evaluation has not run yet are left out and named as pending; otherwise they are an
+    error.
+    """
     root, results = Path(plan["output_root"]).resolve(), Path(plan.get("results_dir", "results"))
     results.mkdir(parents=True, exist_ok=True)
-    rows = collect_rows({row: root / f"eval_{row}" / "eval_results.json" for row in plan["rows"]})
-    first = json.loads((root / f"eval_{next(iter(plan['rows']))}" / "eval_results.json").read_text())
-    origin = provenance()
+    evaluations = {row: root / f"eval_{row}" / "eval_results.json" for row in plan["rows"]}
+    pending = [row for row, path in evaluations.items() if not path.is_file()] if finished_only else []
+    if len(pending) == len(evaluations):
+        raise SystemExit(f"[table1] no row has been evaluated yet in {root}; nothing to report.")
+    plan_rows = {row: stage for row, stage in plan["rows"].items() if row not in pending}
+    rows = collect_rows({row: evaluations[row] for row in plan_rows})
+    first = json.loads(evaluations[next(iter(plan_rows))].read_text())
+    ran = [name for row, stage in plan_rows.items() for name in (stage, f"eval_{row}")]
+    ran += [speed_stage_name(plan)] if (root / speed_stage_name(plan) / "decode_speed.json").is_file() else []
+    origin = {**provenance(), "stage_commits": stage_commits(root, ran), "pending_rows": pending}
     speed_dir = root / speed_stage_name(plan)
     if (speed_dir / "decode_speed.json").is_file():
         speed = json.loads((speed_dir / "decode_speed.json").read_text())
@@ -369,12 +393,12 @@ def report(plan: dict) -> list[dict]:
     else:  # a plan without the speed benchmark: the machine the evaluations ran on is this one
         machine = describe_machine()
     curves = {}
-    for row, stage in plan["rows"].items():
+    for row, stage in plan_rows.items():
         record = training_record(root / stage, root / "progress" / f"{stage}.json")
         if record["summary"]["train_minutes"] is None:  # finished by a driver that kept no progress file
             done = (root / "done" / stage).read_text().split()
             record["summary"]["train_minutes"] = float(done[-2]) if done[-1:] == ["min"] else None
-        rows[list(plan["rows"]).index(row)].update(record.pop("summary"))
+        rows[list(plan_rows).index(row)].update(record.pop("summary"))
         if record["curve"]:
             curves[row] = record["curve"]
     (results / "table1.json").write_text(json.dumps({**origin, "machine": machine, "rows": rows}, indent=2) + "\n")
@@ -390,12 +414,21 @@ def report(plan: dict) -> list[dict]:
 
 
 def _origin_line(origin: dict) -> str:
-    return f"Code: commit {origin['commit']}. Software: {origin['software']}."
+    line = f"Report written by commit {origin['commit']}."
+    ran = sorted({commit for commits in origin.get("stage_commits", {}).values() for commit in commits})
+    unrecorded = sorted(name for name, commits in origin.get("stage_commits", {}).items() if not commits)
+    if ran:
+        line += f" Stages run by commit {', '.join(ran)}."
+    if unrecorded:
+        line += f" Not recorded which commit ran {', '.join(unrecorded)}."
+    if origin.get("pending_rows"):
+        line += f" Not yet run: {', '.join(origin['pending_rows'])}."
+    return f"{line} Software: {origin['software']}."
 
 
 def main(args: list[str] | None = None) -> list[dict] | None:
     parser = argparse.ArgumentParser(
-        usage="%(prog)s --config plan.yaml [--output_root DIR] [--stages a,b] [--status | --dry_run] ...",
+        usage="%(prog)s --config plan.yaml [--output_root DIR] [--stages a,b] [--status | --dry_run | --report] ...",
         description=__doc__ + PLAN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -409,6 +442,10 @@ def main(args: list[str] | None = None) -> list[dict] | None:
     parser.add_argument("--workers", type=int, help="Stages side by side (default: the plan's).")
     parser.add_argument("--dry_run", action="store_true", help="Print the commands of the pending stages.")
     parser.add_argument("--status", action="store_true", help="Say what is done, running and left; start nothing.")
+    parser.add_argument(
+        "--report", action="store_true",
+        help="Write results/table1.* from the rows evaluated so far (the others named as not yet run); start nothing.",
+    )  # fmt: skip
     parsed = parser.parse_args(args)
     plan = load_plan(parsed.config, parsed.output_root)
     if parsed.status:
@@ -417,6 +454,8 @@ def main(args: list[str] | None = None) -> list[dict] | None:
     for key in ("results_dir", "threads", "workers"):
         if getattr(parsed, key) is not None:
             plan[key] = getattr(parsed, key)
+    if parsed.report:
+        return report(plan, finished_only=True)
     only = parsed.stages.split(",") if parsed.stages else None
     run_stages(plan, only, parsed.dry_run)
     if parsed.dry_run or only:

@@ -24,10 +24,10 @@ def fastest_dtype(
     `rows` x 512 by 512 x 4096, as against an output layer) at least `min_speedup` times faster in bfloat16 than in
     float32, else `torch.float32` ([`faster_dtype`]). Measured once per device, row count and thread count, and
     logged: CPUs differ (an AMD Zen 3 without bf16 instructions multiplied bfloat16 about 150x slower than float32, an
-    Intel Xeon with AMX 3-12x faster at 32-320 rows), and so do row counts: on that Xeon one to ten rows multiply
-    0.4-0.8x as fast in bfloat16 (each product is a matrix-vector product, bound by its fixed costs), and generate()
-    over one sentence ran 0.75x (greedy) and 0.89x (beam 5) as fast in bfloat16 as in float32 (README, Speed). So the
-    choice is made by measurement at the search's size, never by assumption.
+    Intel Xeon with AMX 3-12x faster at 32-320 rows), and so do row counts: on that Xeon one to five rows multiply
+    0.6-0.75x as fast in bfloat16 (matrix-vector products, bound by fixed costs), and generate() over one sentence
+    ran 0.75x (greedy) and 0.89x (beam 5) as fast in bfloat16 as in float32 (README, Speed). So the choice is made by
+    measurement at the search's size, never by assumption.
     """
     device = torch.device(device)
     key = (str(device), rows, torch.get_num_threads())

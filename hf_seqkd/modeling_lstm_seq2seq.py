@@ -859,8 +859,8 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         """
         W_s h~ + b (B, T, V). A decoding step (T = 1, no autograd) of a search of at most `transposed_weight_rows`
         rows multiplies by a transposed copy of W_s (`TransposedCopies`), as the decoder's steps do. Several tokens
-        keep the one product of B * T rows with W_s as stored, whose row results do not depend on T here (the
-        copy's product's do: teacher forcing a row would then depend on the lengths of the other targets).
+        (teacher forcing) keep the one product of B * T rows with W_s as stored: with the copy there, Seq-KD data
+        made by two processes no longer equalled one process's.
         """
         head = self.lm_head
         rows, length = attentional.shape[:2]

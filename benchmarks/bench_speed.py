@@ -11,11 +11,16 @@ each one's best round, so that a busy machine slows both alike. hf_seqkd is also
 steps (no GenerationMixin), and generate() is timed alone, on a model whose steps return stored logits without
 arithmetic (FixedLogitsModel): the bound that transformers' search machinery sets for any model. The roofline column
 is the arithmetic hf_seqkd performs per second (matrix products of the encoder, the decoder steps, attention and the
-output layer; 3x the forward for training) against this machine's float32 matmul rate for a 1024^3 product at the
-same thread count.
+output layer; 3x the forward for training) against this machine's rate for a 1024^3 product in the dtype hf_seqkd
+decodes in (float32 for training), at the same thread count.
+
+`--dtype auto` decodes each search in the dtype `hf_seqkd.translation.fastest_dtype` measures as faster for its rows
+(batch x beams), as `hf-seqkd-translate --dtype auto` does; `--peer_dtype bfloat16` runs OpenNMT-py in bfloat16 too.
+Training always runs in float32.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py                     # all rows
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --rows 128x2-b1     # batch 1 only
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --dtype auto --peer_dtype bfloat16
 
 OpenNMT-py is measured when importable (see benchmarks/peers.py; e.g. run this script with the python of a venv
 that has it). Prints a markdown table of target tokens/s.
@@ -33,6 +38,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from hf_seqkd import LSTMSeq2SeqConfig, LSTMSeq2SeqForConditionalGeneration
 from hf_seqkd.modeling_lstm_seq2seq import DECODER_STATE_FIELD, decoder_state
+from hf_seqkd.translation import resolve_dtype
 
 try:  # run as `python benchmarks/bench_speed.py`
     from peers import OpenNMTPeer, load_opennmt
@@ -211,11 +217,15 @@ def roofline(tokens_per_sec, flops, peak):
     return f"{achieved:.1f} ({100 * achieved / peak:.0f}%)"
 
 
-def print_row(label, batch, threads, search, best, roofline_cell):
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+
+
+def print_row(label, batch, threads, search, dtypes, best, roofline_cell):
     cells = [
         label,
         f"{batch}, {threads}",
         search,
+        dtypes,
         f"{best['peer']:,.0f}" if "peer" in best else "-",
         f"{best['hf']:,.0f}",
         f"{best['hf'] / best['peer']:.2f}" if "peer" in best else "-",
@@ -231,12 +241,20 @@ def main():
     parser.add_argument("--rows", nargs="+", default=["256x2", "500x2", "128x2-b1"], choices=list(ROWS))
     parser.add_argument("--threads", type=int, default=2, help="Threads of the batch-64 rows.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each measurement keeps its best.")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="hf_seqkd's dtype.")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "auto"],
+        help="hf_seqkd's dtype for decoding; auto: the faster one measured for each search's rows (batch x beams).",
+    )
+    parser.add_argument(
+        "--peer_dtype", default="float32", choices=["float32", "bfloat16"], help="OpenNMT-py's dtype for decoding."
+    )
     parser.add_argument("--no_peers", action="store_true", help="Skip OpenNMT-py even when it is installed.")
     parser.add_argument("--skip_bare", action="store_true")
     parser.add_argument("--skip_training", action="store_true")
     args = parser.parse_args()
-    dtype = getattr(torch, args.dtype)
+    peer_dtype = getattr(torch, args.peer_dtype)
     onmt = None if args.no_peers else load_opennmt()
 
     rates = {}
@@ -247,29 +265,36 @@ def main():
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
         f"transformers {transformers.__version__}, OpenNMT-py {onmt.__version__ if onmt else 'not installed'}; "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; hf_seqkd in {args.dtype}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; hf_seqkd in {args.dtype}, OpenNMT-py in "
+        f"{args.peer_dtype}; "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}; load average before {load[0]:.2f}"
     )
     for threads, (fp32, bf16) in rates.items():
         print(f"# 1024^3 matmul, {threads} thread(s): float32 {fp32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s")
     print(
         f"# target tokens/s, best of {args.rounds} interleaved rounds; "
-        "roofline: hf_seqkd GFLOP/s (% of float32 matmul)\n"
+        "roofline: hf_seqkd GFLOP/s (% of the 1024^3 matmul rate in hf_seqkd's dtype)\n"
     )
     print(
-        "| H x L, V | batch, threads | search | OpenNMT-py | hf_seqkd generate() | ratio | hf_seqkd bare loop "
-        "| generate() alone | roofline |"
+        "| H x L, V | batch, threads | search | dtype hf_seqkd, peer | OpenNMT-py | hf_seqkd generate() | ratio "
+        "| hf_seqkd bare loop | generate() alone | roofline |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.rows:
         row = ROWS[name]
         threads = row.threads or args.threads
         torch.set_num_threads(threads)
-        model = build_model(row, dtype)
+        models = {}
         floor_model = fixed_logits_model(row)
         peer = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab) if onmt else None
+        if peer:
+            peer.model.to(peer_dtype)
         label = f"{row.hidden}x{row.layers}, {row.vocab}"
         for num_beams in (1, 5):
+            dtype = resolve_dtype(args.dtype, rows=row.batch * num_beams)
+            if dtype not in models:
+                models[dtype] = build_model(row, dtype)
+            model = models[dtype]
             batches = source_batches(row, row.sentences if num_beams == 1 else row.beam_sentences)
             runs = {"hf": lambda: hf_generate(model, batches, num_beams)}
             if not args.skip_bare:
@@ -293,8 +318,10 @@ def main():
             if num_beams > 1 and row.beam_sentences != row.sentences:
                 search += f" (N={row.beam_sentences})"
             flops = flops_per_token(row, num_beams)
-            print_row(label, row.batch, threads, search, best, roofline(best["hf"], flops, rates[threads][0]))
-        if row.train and not args.skip_training and dtype == torch.float32:
+            dtypes = f"{DTYPE_NAMES[dtype]}, {DTYPE_NAMES[peer_dtype]}" if peer else DTYPE_NAMES[dtype]
+            peak = rates[threads][dtype == torch.bfloat16]
+            print_row(label, row.batch, threads, search, dtypes, best, roofline(best["hf"], flops, peak))
+        if row.train and not args.skip_training:
             input_ids, labels = training_batch(row)
             steps = {"hf": hf_train_step_fn(build_model(row), input_ids, labels)}
             if peer:
@@ -305,7 +332,8 @@ def main():
                 for key, step in steps.items():
                     best[key] = max(best.get(key, 0.0), time_training(step, labels.numel()))
             flops = flops_per_token(row, 1, training=True)
-            print_row(label, row.batch, threads, "train", best, roofline(best["hf"], flops, rates[threads][0]))
+            dtypes = "fp32, fp32" if peer else "fp32"
+            print_row(label, row.batch, threads, "train", dtypes, best, roofline(best["hf"], flops, rates[threads][0]))
     print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
 
 

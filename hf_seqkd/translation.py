@@ -13,44 +13,66 @@ from .utils import eval_mode, length_sorted_batches, output_length_limit, source
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_MEASURED_DTYPES: dict[str, torch.dtype] = {}
+# Rows of a search step when the caller does not say: 64 sources x 5 beams, batch translation and Seq-KD.
+DEFAULT_SEARCH_ROWS = 320
+_MEASURED_DTYPES: dict[tuple, torch.dtype] = {}
 
 
-def fastest_dtype(device: str | torch.device = "cpu", min_speedup: float = 1.3) -> torch.dtype:
+def fastest_dtype(
+    device: str | torch.device = "cpu", rows: int = DEFAULT_SEARCH_ROWS, min_speedup: float = 1.3
+) -> torch.dtype:
     """
-    `torch.bfloat16` where this device multiplies the matrices of decoding (320 x 512 by 512 x 4096: 64 sources x 5
-    beams against an output layer) at least `min_speedup` times faster in bfloat16 than in float32, else
-    `torch.float32`. Measured once per device and process, and logged: CPUs differ (an AMD Zen 3 without bf16
-    instructions multiplied bfloat16 about 150x slower than float32, an Intel Xeon with AMX about 8x faster), so the
-    choice is made by measurement, never by assumption.
+    `torch.bfloat16` where this device multiplies the matrices of a search step of `rows` rows (batch size x beams:
+    `rows` x 512 by 512 x 4096, as against an output layer) at least `min_speedup` times faster in bfloat16 than in
+    float32, else `torch.float32` ([`faster_dtype`]). Measured once per device, row count and thread count, and
+    logged: CPUs differ (an AMD Zen 3 without bf16 instructions multiplied bfloat16 about 150x slower than float32, an
+    Intel Xeon with AMX 3-12x faster at 32-320 rows), and so do row counts: on that Xeon one to five rows multiply
+    0.6-0.75x as fast in bfloat16 (matrix-vector products, bound by fixed costs), and generate() over one sentence
+    ran 0.75x (greedy) and 0.89x (beam 5) as fast in bfloat16 as in float32 (README, Speed). So the choice is made by
+    measurement at the search's size, never by assumption.
     """
     device = torch.device(device)
-    if str(device) in _MEASURED_DTYPES:
-        return _MEASURED_DTYPES[str(device)]
-    seconds = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(320, 512, device=device).to(dtype)
-        b = torch.randn(512, 4096, device=device).to(dtype)
-        best = float("inf")
-        for _ in range(5):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            a @ b
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best = min(best, time.perf_counter() - start)
-        seconds[dtype] = best
+    key = (str(device), rows, torch.get_num_threads())
+    if key in _MEASURED_DTYPES:
+        return _MEASURED_DTYPES[key]
+    seconds = {dtype: _product_seconds(device, dtype, rows) for dtype in (torch.float32, torch.bfloat16)}
+    chosen = faster_dtype(seconds, min_speedup)
     speedup = seconds[torch.float32] / seconds[torch.bfloat16]
-    chosen = torch.bfloat16 if speedup >= min_speedup else torch.float32
-    logger.info(f"dtype auto on {device}: bfloat16 matrix products {speedup:.2f}x float32's speed: {chosen}.")
-    _MEASURED_DTYPES[str(device)] = chosen
+    logger.info(
+        f"dtype auto on {device}, {rows} rows a step: bfloat16 matrix products {speedup:.2f}x float32's speed: "
+        f"{chosen}."
+    )
+    _MEASURED_DTYPES[key] = chosen
     return chosen
 
 
-def resolve_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
-    """A dtype name (`float32`, `bfloat16`, `float16`) as a torch dtype; `auto` is [`fastest_dtype`] on `device`."""
-    return fastest_dtype(device) if name == "auto" else DTYPES[name]
+def faster_dtype(seconds: dict[torch.dtype, float], min_speedup: float = 1.3) -> torch.dtype:
+    """bfloat16 when it took at most 1 / `min_speedup` of float32's time (`seconds`, per dtype); else float32."""
+    return torch.bfloat16 if seconds[torch.float32] >= min_speedup * seconds[torch.bfloat16] else torch.float32
+
+
+def _product_seconds(device: torch.device, dtype: torch.dtype, rows: int) -> float:
+    """Best of 5 timings of a (rows, 512) x (512, 4096) product in `dtype` on `device`."""
+    a = torch.randn(rows, 512, device=device).to(dtype)
+    b = torch.randn(512, 4096, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(6):  # the first one warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def resolve_dtype(name: str, device: str | torch.device = "cpu", rows: int = DEFAULT_SEARCH_ROWS) -> torch.dtype:
+    """
+    A dtype name (`float32`, `bfloat16`, `float16`) as a torch dtype; `auto` is [`fastest_dtype`] on `device` for
+    searches of `rows` rows a step (batch size x beams).
+    """
+    return fastest_dtype(device, rows) if name == "auto" else DTYPES[name]
 
 
 def load_translation_model(

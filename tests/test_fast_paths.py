@@ -4,8 +4,9 @@ import pytest
 import torch
 from helpers import random_batch, tiny_model
 from torch import nn
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from hf_seqkd.modeling_lstm_seq2seq import decoder_state
+from hf_seqkd.modeling_lstm_seq2seq import DECODER_STATE_FIELD, _decoding_step_output, decoder_state
 
 
 def reference_decoder(decoder, input_ids, state):
@@ -30,11 +31,11 @@ def reference_decoder(decoder, input_ids, state):
     return torch.cat(outputs, dim=1)  # (B, T, H)
 
 
-def decoder_inputs(model, target_length=6):
-    input_ids, attention_mask = random_batch()
+def decoder_inputs(model, target_length=6, batch_size=3):
+    input_ids, attention_mask = random_batch(batch_size=batch_size)
     encoder_outputs = model.get_encoder()(input_ids, attention_mask)
     state = model.model.decoder.init_state(encoder_outputs, attention_mask)
-    decoder_input_ids = torch.randint(3, model.config.decoder_vocab_size, (3, target_length))
+    decoder_input_ids = torch.randint(3, model.config.decoder_vocab_size, (batch_size, target_length))
     return decoder_input_ids, state
 
 
@@ -54,6 +55,79 @@ def test_teacher_forced_decoder_and_its_gradients_equal_the_plain_cell_loop(vari
     for fast_grad, slow_grad in zip(fast_grads, slow_grads):
         if slow_grad is not None:
             torch.testing.assert_close(fast_grad, slow_grad)
+
+
+STEP_VARIANTS = [
+    {},
+    {"attention_score": "dot"},
+    {"input_feeding": False},
+    {"decoder_init": "zeros", "decoder_layers": 3},
+]
+
+
+@pytest.mark.parametrize("variant", STEP_VARIANTS)
+@pytest.mark.parametrize("batch_size", [3, 10])  # transposed copies of the weights (<= 8 rows), the weights as stored
+def test_decoding_steps_equal_the_plain_cell_loop(variant, batch_size):
+    """Without autograd the decoder runs its decoding steps (weights applied directly, transposed copies for a few
+    rows); one call over T tokens equals T calls of one token, and both equal the modules' loop."""
+    model = tiny_model(**variant)
+    decoder = model.model.decoder
+    with torch.no_grad():
+        decoder_input_ids, state = decoder_inputs(model, batch_size=batch_size)
+        assert state.step_weights.output_proj.is_contiguous() == (batch_size <= decoder.transposed_weight_rows)
+        fast, _, weights = decoder(decoder_input_ids, state)
+        step_state, steps = state, []
+        for t in range(decoder_input_ids.shape[1]):
+            attentional, step_state, _ = decoder(decoder_input_ids[:, t : t + 1], step_state)
+            steps.append(attentional)
+        slow = reference_decoder(decoder, decoder_input_ids, state)
+    assert torch.equal(torch.cat(steps, dim=1), fast)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+    assert step_state.seen_tokens == decoder_input_ids.shape[1] and step_state.step_weights is state.step_weights
+
+
+def test_states_made_with_autograd_or_for_the_concat_score_take_the_module_path():
+    model = tiny_model()
+    _, state = decoder_inputs(model)
+    assert state.step_weights is None
+    with torch.no_grad():
+        _, state = decoder_inputs(tiny_model(attention_score="concat"))
+    assert state.step_weights is None
+
+
+def test_decoding_step_output_equals_the_output_object_built_as_usual():
+    logits, encoder_last, cross = torch.randn(2, 1, 5), torch.randn(2, 4, 3), (torch.rand(2, 1, 4),)
+    state = object()
+    fast = _decoding_step_output(logits, state, cross, encoder_last)
+    fields = {DECODER_STATE_FIELD: state, "cross_attentions": cross, "encoder_last_hidden_state": encoder_last}
+    usual = Seq2SeqLMOutput(logits=logits, **fields)
+    assert type(fast) is type(usual) and list(fast.keys()) == list(usual.keys())
+    assert all(a is b for a, b in zip(fast.to_tuple(), usual.to_tuple())) and len(fast.to_tuple()) == 4
+    for name in Seq2SeqLMOutput.__dataclass_fields__:
+        assert getattr(fast, name) is getattr(usual, name), name
+        assert (name in fast) == (name in usual) and fast.get(name) is usual.get(name)
+    assert fast[DECODER_STATE_FIELD] is state and decoder_state(fast) is state and fast[0] is logits
+    bare = _decoding_step_output(logits, None, None, None)
+    assert list(bare.keys()) == ["logits"] and bare.loss is None and decoder_state(bare) is None
+
+
+def test_transposed_weight_copies_follow_the_weights():
+    """A search of a few rows multiplies by transposed copies of the weights; an in-place update of a weight or a
+    change of dtype remakes them, so logits stay those of the module path."""
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=torch.randint(3, 100, (3, 4)))
+    for change in (None, "lm_head", "cell", "dtype"):
+        with torch.no_grad():
+            if change == "lm_head":
+                model.lm_head.weight.mul_(-1.0)
+            elif change == "cell":
+                model.model.decoder.lstm.layers[1].weight_hh.add_(0.5)
+            elif change == "dtype":
+                model.to(torch.float64)
+            fast = model(**kwargs).logits
+        torch.testing.assert_close(fast, model(**kwargs).logits)  # with autograd: the modules, no copies
 
 
 def test_known_input_gates_are_the_embedding_part_of_layer_zero():
@@ -89,6 +163,10 @@ def test_replaced_cells_are_called_as_modules_and_give_the_same_logits():
     WrappedCell.calls = 0
     got = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
     assert WrappedCell.calls == 4 * len(layers)
+    torch.testing.assert_close(got, expected)
+    with torch.no_grad():  # the decoding steps assume plain cells: a replaced one is called as a module there too
+        got = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+    assert WrappedCell.calls == 8 * len(layers)
     torch.testing.assert_close(got, expected)
 
 

@@ -5,6 +5,7 @@ import torch
 from helpers import SOURCES, TARGETS, tiny_model
 from transformers import AutoTokenizer
 
+from hf_seqkd import translation
 from hf_seqkd.tokenization import train_tokenizer
 from hf_seqkd.translation import translate
 
@@ -83,3 +84,28 @@ def test_dtype_auto_is_measured_once_and_is_float32_or_bfloat16(caplog):
     assert chosen in (torch.float32, torch.bfloat16)
     assert caplog.text.count("dtype auto on cpu") == 1  # the measurement, logged once
     assert translation.resolve_dtype("float16") is torch.float16
+
+
+def test_faster_dtype_needs_the_minimum_speedup():
+    assert translation.faster_dtype({torch.float32: 1.0, torch.bfloat16: 0.5}) is torch.bfloat16
+    assert translation.faster_dtype({torch.float32: 1.0, torch.bfloat16: 0.8}) is torch.float32  # 1.25x < 1.3x
+    assert translation.faster_dtype({torch.float32: 1.0, torch.bfloat16: 3.6}) is torch.float32  # Zen 3
+    assert translation.faster_dtype({torch.float32: 1.0, torch.bfloat16: 0.8}, min_speedup=1.2) is torch.bfloat16
+
+
+def test_dtype_auto_is_measured_at_the_rows_of_the_search(monkeypatch):
+    """On a CPU with AMX, bfloat16 multiplies a batch several times faster but one sentence's matrix-vector products
+    slower (README, Speed): auto is measured per row count, so that it can choose float32 for one sentence."""
+    measured = []
+
+    def amx_like(device, dtype, rows):  # seconds of the product: bfloat16 has a fixed cost, float32 none
+        measured.append((dtype, rows))
+        return rows * 1.0 if dtype == torch.float32 else rows * 0.1 + 10.0
+
+    monkeypatch.setattr(translation, "_product_seconds", amx_like)
+    monkeypatch.setattr(translation, "_MEASURED_DTYPES", {})
+    assert translation.resolve_dtype("auto", rows=1) is torch.float32
+    assert translation.resolve_dtype("auto", rows=5) is torch.float32
+    assert translation.resolve_dtype("auto") is torch.bfloat16  # 64 sources x 5 beams
+    assert translation.resolve_dtype("auto", rows=1) is torch.float32  # remembered, not measured again
+    assert [rows for _, rows in measured] == [1, 1, 5, 5] + [translation.DEFAULT_SEARCH_ROWS] * 2

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import SOURCES, tiny_model
 
 from hf_seqkd.cli import main, read_lines
@@ -55,6 +56,27 @@ def test_file_to_file_with_progress_bar(model_folder, expected, tmp_path, capsys
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "4/4" in captured.err and "sent" in captured.err  # the bar counts the 4 non-blank sentences
+
+
+@pytest.mark.parametrize("batch_size, rows", [("64", 2 * 4), ("3", 2 * 3)])
+def test_dtype_auto_is_measured_for_the_rows_of_this_search(
+    model_folder, expected, tmp_path, monkeypatch, batch_size, rows
+):
+    """4 sentences, 2 beams: a search step has min(batch size, 4) x 2 rows; auto is measured for that many."""
+    import hf_seqkd.cli
+
+    asked = []
+    monkeypatch.setattr(
+        hf_seqkd.cli, "resolve_dtype", lambda name, device, rows: asked.append((name, rows)) or torch.float32
+    )
+    source = tmp_path / "source.es"
+    source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    output = tmp_path / "translation.en"
+    argv = ["--model", str(model_folder), "--num_beams", "2", "--batch_size", batch_size, "--dtype", "auto"]
+    assert main([*argv, "--input", str(source), "--output", str(output)]) == 0
+    assert asked == [("auto", rows)]
+    if batch_size == "64":
+        assert output.read_text(encoding="utf-8").split("\n") == expected + [""]
 
 
 def test_only_blank_lines_never_load_a_sentence_into_the_model(model_folder, tmp_path, capsys):

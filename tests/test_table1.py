@@ -182,6 +182,7 @@ def test_tiny_table1_runs_every_stage_then_skips_them(tmp_path, capsys):
 def test_a_failing_stage_stops_the_run_and_keeps_finished_stages(tmp_path):
     plan = yaml.safe_load(tiny_plan(tmp_path).read_text())
     plan["stages"] = {
+        "teacher_start": plan["stages"]["teacher_start"],
         "teacher": plan["stages"]["teacher"],
         "baseline": {**plan["stages"]["baseline"], "args": {**plan["stages"]["baseline"]["args"], "mode": "nonsense"}},
     }

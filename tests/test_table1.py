@@ -105,13 +105,19 @@ def test_students_and_their_data_agree_on_k(plan_path):
     assert checked or plan_path.name in BESIDE_TABLE1 or not made
 
 
-def test_driver_says_when_hf_seqkd_is_not_this_checkouts(monkeypatch):
+def test_driver_says_when_hf_seqkd_is_not_this_checkouts(monkeypatch, tmp_path):
+    import shutil
+
     driver = load_driver()
     monkeypatch.setattr(driver, "library_location", lambda: str(REPO / "hf_seqkd"))
     assert driver.library_note() is None and "hf_seqkd from" not in driver.provenance()["commit"]
-    monkeypatch.setattr(driver, "library_location", lambda: "/elsewhere/hf_seqkd")
-    assert "import hf_seqkd from /elsewhere/hf_seqkd, not from this checkout" in driver.library_note()
-    assert driver.provenance()["commit"].endswith("(hf_seqkd from /elsewhere/hf_seqkd)")
+    installed = tmp_path / "site-packages" / "hf_seqkd"  # an installed copy of this checkout: the same code
+    shutil.copytree(REPO / "hf_seqkd", installed, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(driver, "library_location", lambda: str(installed))
+    assert driver.library_note() is None
+    (installed / "utils.py").write_text((installed / "utils.py").read_text() + "\n# changed\n")
+    assert f"import hf_seqkd from {installed}, whose source differs from this checkout" in driver.library_note()
+    assert driver.provenance()["commit"].endswith(f"(hf_seqkd from {installed})")
 
 
 def test_unknown_stage_in_a_dependency_is_an_error(tmp_path):

@@ -331,13 +331,23 @@ def library_location() -> str:
     return str(Path(hf_seqkd.__file__).resolve().parent)
 
 
+def _python_sources(package: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(package)): path.read_bytes() for path in sorted(package.rglob("*.py"))}
+
+
 def library_note() -> str | None:
-    """A warning when that package is not this checkout's: the recorded commit would then not be the code that ran."""
-    if library_location() == str(REPO / "hf_seqkd"):
+    """
+    A warning when the stages' `hf_seqkd` is neither this checkout's folder nor an installed copy of the same source
+    files (`pip install --no-deps <checkout>`, the way to pin a long run): the recorded commit would then not be the
+    code that ran.
+    """
+    location = Path(library_location())
+    if location == REPO / "hf_seqkd" or _python_sources(location) == _python_sources(REPO / "hf_seqkd"):
         return None
     return (
-        f"[table1] warning: the stages import hf_seqkd from {library_location()}, not from this checkout ({REPO}); "
-        f"to run this checkout's code, install it into the Python that runs the plan (pip install --no-deps {REPO})."
+        f"[table1] warning: the stages import hf_seqkd from {location}, whose source differs from this checkout's "
+        f"({REPO}); to run this checkout's code, install it into the Python that runs the plan (pip install --no-deps "
+        f"{REPO})."
     )
 
 

@@ -107,6 +107,13 @@ def main(args: list[str] | None = None) -> dict:
     return result
 
 
+def speed_comparison(ratio: float) -> str:
+    """The student's speed against the teacher's in words, whichever is faster (a ratio below 1 is no speed-up)."""
+    if ratio >= 1:
+        return f"the student's search is {ratio:.1f}x as fast as the teacher's"
+    return f"the student's search is slower: {ratio:.2f}x the teacher's speed ({1 / ratio:.1f}x slower)"
+
+
 def render_markdown(result: dict) -> str:
     lines = [
         f"Machine: {result['machine']}; {result['split']} split.",
@@ -122,7 +129,7 @@ def render_markdown(result: dict) -> str:
         )
     lines.append("")
     for batch_size, ratio in result["speedup_student_over_teacher"].items():
-        lines.append(f"- batch {batch_size}: the student's search is {ratio:.1f}x faster than the teacher's.")
+        lines.append(f"- batch {batch_size}: {speed_comparison(ratio)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -139,7 +139,8 @@ def render_markdown(rows: Sequence[Mapping], machine: str = "", signature: str =
         ]
         if training:
             epochs, best, minutes = (row.get(key) for key in ("epochs_trained", "best_epoch", "train_minutes"))
-            cells.append(f"{epochs:g} ({best:g})" if epochs is not None and best is not None else "")
+            # A time limit stops training within an epoch: three significant digits (4.16, not 4.15914).
+            cells.append(f"{epochs:.3g} ({best:.3g})" if epochs is not None and best is not None else "")
             cells.append(f"{minutes:.0f}" if minutes is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
     notes = [

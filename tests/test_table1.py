@@ -219,6 +219,16 @@ def test_training_record_and_learning_curves(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     row = {**table1_row("seq_kd", result(7.5)), **record["summary"]}
     assert "| 3 (2) | 42 |" in render_markdown([row])
+    stopped_by_time = {**row, "epochs_trained": 4.15914, "best_epoch": 4.15914}
+    assert "| 4.16 (4.16) | 42 |" in render_markdown([stopped_by_time])
+
+
+def test_decode_speed_summary_says_slower_when_the_student_is_slower():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench_decode_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.speed_comparison(12.04) == "the student's search is 12.0x as fast as the teacher's"
+    assert bench.speed_comparison(0.149) == "the student's search is slower: 0.15x the teacher's speed (6.7x slower)"
 
 
 def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):

@@ -24,6 +24,7 @@ where `hf_seqkd` came from.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -399,7 +400,7 @@ def report(plan: dict, finished_only: bool = False) -> list[dict]:
         speed = json.loads((speed_dir / "decode_speed.json").read_text())
         machine = speed["machine"]
         (results / "decode_speed.json").write_text(json.dumps({**speed, **origin}, indent=2) + "\n")
-        speed_md = (speed_dir / "decode_speed.md").read_text()
+        speed_md = _decode_speed_markdown(speed)  # rendered by this commit's benchmark script from the measurements
         (results / "decode_speed.md").write_text(f"{speed_md.rstrip()}\n\n{_origin_line(origin)}\n")
     else:  # a plan without the speed benchmark: the machine the evaluations ran on is this one
         machine = describe_machine()
@@ -422,6 +423,13 @@ def report(plan: dict, finished_only: bool = False) -> list[dict]:
         plot_learning_curves(curves, results / "table1_curves.png")
     print((results / "table1.md").read_text(), flush=True)
     return rows
+
+
+def _decode_speed_markdown(speed: dict) -> str:
+    spec = importlib.util.spec_from_file_location("bench_decode_speed", REPO / "benchmarks" / "bench_decode_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.render_markdown(speed)
 
 
 def _origin_line(origin: dict) -> str:

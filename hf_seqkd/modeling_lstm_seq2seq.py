@@ -152,10 +152,12 @@ class DecodingStepWeights(NamedTuple):
     Args:
         cells: per decoder layer, (W_ih, W_hh, b_ih, b_hh) for `torch.lstm_cell`.
         output_proj: (2H, H), W_c transposed: W_c [c_t; h_t] = [c_t; h_t] @ output_proj.
+        transposed: whether these are transposed copies (a search of a few rows); the output layer W_s follows.
     """
 
     cells: tuple
     output_proj: torch.Tensor
+    transposed: bool = False
 
 
 class TransposedCopies:
@@ -453,7 +455,7 @@ class LSTMSeq2SeqDecoder(nn.Module):
             )
             for i, layer in enumerate(layers)
         )
-        return DecodingStepWeights(cells, copy("attention.output_proj.weight", attention.output_proj.weight))
+        return DecodingStepWeights(cells, copy("attention.output_proj.weight", attention.output_proj.weight), True)
 
     def init_state(self, encoder_outputs: LSTMEncoderOutput, attention_mask: torch.Tensor) -> LSTMDecoderState:
         """The decoder state before the first target token: one call per source batch."""
@@ -835,7 +837,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             output_attentions=output_attentions,
             return_dict=False,
         )
-        logits = self._output_logits(attentional)  # (B, T, V), one GEMM for all steps
+        logits = self.lm_head(attentional)  # (B, T, V), one GEMM for all steps
 
         loss = None
         if labels is not None:
@@ -860,32 +862,24 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         if isinstance(encoder_outputs, tuple):
             encoder_last = encoder_outputs[0]
         return _decoding_step_output(
-            self._output_logits(attentional),  # (B, T, V)
+            self._step_logits(attentional, state.step_weights.transposed),  # (B, T, V)
             state if use_cache is not False else None,
             (weights,) if output_attentions else None,
             encoder_last,
         )
 
-    def _output_logits(self, attentional: torch.Tensor) -> torch.Tensor:
+    def _step_logits(self, attentional: torch.Tensor, transposed: bool) -> torch.Tensor:
         """
-        W_s h~ + b (B, T, V). A decoding step (T = 1, no autograd) of a search of at most `transposed_weight_rows`
-        rows multiplies by a transposed copy of W_s (`TransposedCopies`), as the decoder's steps do. Several tokens
-        (teacher forcing) keep the one product of B * T rows with W_s as stored: with the copy there, Seq-KD data
-        made by two processes no longer equalled one process's.
+        W_s h~ + b (B, T, V) of a decoding step. Where the decoder's step weights are transposed copies (a search of a
+        few rows, decided once per source batch in `init_state`), one token's product uses a transposed copy of W_s
+        too (`TransposedCopies`). Several tokens (teacher forcing) keep the one product of B * T rows with W_s as
+        stored: with the copy there, Seq-KD data made by two processes no longer equalled one process's.
         """
         head = self.lm_head
-        rows, length = attentional.shape[:2]
-        if (
-            length != 1
-            or rows > self.model.decoder.transposed_weight_rows
-            or torch.is_grad_enabled()
-            or self.training
-            or type(head) is not nn.Linear
-            or head.bias is None
-        ):
+        if not transposed or attentional.shape[1] != 1 or type(head) is not nn.Linear or head.bias is None:
             return head(attentional)
         weight = self.transposed_copies("lm_head.weight", head.weight)  # (H, V)
-        return torch.addmm(head.bias, attentional.view(rows, -1), weight).unsqueeze(1)  # (B, 1, V)
+        return torch.addmm(head.bias, attentional.squeeze(1), weight).unsqueeze(1)  # (B, 1, V)
 
     def prepare_inputs_for_generation(
         self,

@@ -177,8 +177,8 @@ def run_stages(plan: dict, only: list[str] | None = None, dry_run: bool = False)
     for name in wanted:
         if name not in pending:
             print(f"[table1] {name}: done already, skipped", flush=True)
-    if library_note():
-        print(library_note(), flush=True)
+    if note := library_note():
+        print(note, flush=True)
     if dry_run:
         for name in pending:
             cmd, env = command(stages[name], root, stage_threads(name), list(stages))

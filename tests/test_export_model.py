@@ -2,16 +2,23 @@
 
 import importlib.util
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_batch, save_tiny_teacher
+from helpers import SOURCES, TARGETS, random_batch, save_tiny_teacher
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 from transformers import AutoModelForSeq2SeqLM
 
+from hf_seqkd.evaluation import evaluate_model
+from hf_seqkd.hub import render_model_card
+
 REPO = Path(__file__).resolve().parent.parent
+PAIR = dict(source_lang="es", target_lang="en", dataset="bible_es_en")
 
 
 def export(args):
@@ -57,3 +64,34 @@ def test_a_folder_without_a_card_is_refused(tmp_path, tokenizer):
     trained = save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8)
     with pytest.raises(FileNotFoundError, match="no model card"):
         export(["--model_name_or_path", trained, "--output_dir", str(tmp_path / "out")])
+
+
+def test_card_snippets_load_the_exported_folder_without_remote_code(tmp_path, tokenizer):
+    """The card of the exported folder names it (not the training folder), and its transformers snippet runs."""
+    trained = Path(save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8))
+    model = AutoModelForSeq2SeqLM.from_pretrained(trained)
+    results = evaluate_model(model, tokenizer, SOURCES[:2], TARGETS[:2], num_beams=2, batch_size=2)
+    card = render_model_card(results, role="teacher", repo_id=str(trained), config=model.config, **PAIR)
+    card.save(trained / "README.md")
+    out = tmp_path / "out"
+    export(["--model_name_or_path", str(trained), "--output_dir", str(out), "--remote_code", "false"])
+
+    text = (out / "README.md").read_text()
+    assert str(trained) not in text and f"hf-seqkd-translate --model {out} " in text
+    assert "trust_remote_code" not in text
+    snippet = re.search(r"```python\n(import hf_seqkd.*?from transformers import.*?)```", text, re.S).group(1)
+    run = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("[")  # the printed list of translations
+
+
+def test_card_snippets_keep_remote_code_when_the_code_ships(tmp_path, tokenizer):
+    trained = Path(save_tiny_teacher(tmp_path / "trained", tokenizer, max_new_tokens=8))
+    model = AutoModelForSeq2SeqLM.from_pretrained(trained)
+    results = evaluate_model(model, tokenizer, SOURCES[:2], TARGETS[:2], num_beams=2, batch_size=2)
+    render_model_card(results, role="teacher", repo_id=str(trained), **PAIR).save(trained / "README.md")
+    export(["--model_name_or_path", str(trained), "--output_dir", str(tmp_path / "out"), "--model_id",
+            "someone/tiny-teacher"])  # fmt: skip
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert str(trained) not in text
+    assert 'AutoModelForSeq2SeqLM.from_pretrained("someone/tiny-teacher", trust_remote_code=True)' in text

@@ -223,12 +223,17 @@ def distill_dataset(
     """
     check_distillation_inputs(dataset, teacher, tokenizer, source_lang, target_lang)
     fingerprint = distillation_fingerprint(teacher, config, tokenizer)
-    # Character length stands in for token length: cheap, and close enough to group similar sources.
-    ordered = dataset.map(
-        lambda row, index: {"_original_index": index, "_length": len(row["translation"][source_lang])},
-        with_indices=True,
+    # Character length stands in for token length: cheap, and close enough to group similar sources. Longest first: an
+    # out-of-memory error shows up at once. (Ordered by `select`, not `Dataset.sort`, whose pyarrow call warns on
+    # pyarrow >= 25 with a FutureWarning a user cannot act on; both sorts are stable, so the order is the same.)
+    lengths = dataset.map(
+        lambda batch: {"_length": [len(pair[source_lang]) for pair in batch["translation"]]},
+        batched=True,
+        remove_columns=dataset.column_names,
         desc="Measuring sources",
-    ).sort("_length", reverse=True)  # longest first: an out-of-memory error shows up at once
+    )["_length"]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    ordered = dataset.select(order)
     with eval_mode(teacher):
         distilled = ordered.map(
             distill_batch,
@@ -241,11 +246,14 @@ def distill_dataset(
             },
             batched=True,
             batch_size=config.batch_size,
-            remove_columns=["translation", "_length"],
+            remove_columns=["translation"],
             new_fingerprint=hashlib.sha256(f"{ordered._fingerprint}-{fingerprint}".encode()).hexdigest()[:32],
             desc=desc or f"{config.mode} (K={config.num_beams})",
         )
-    restored = distilled.sort("_original_index").remove_columns("_original_index")
+    position = [0] * len(order)  # where each input row went in `ordered`
+    for index, row in enumerate(order):
+        position[row] = index
+    restored = distilled.select(position)
     # translation, then the new columns, then whatever else the rows carried (ids, ...).
     new_columns = [name for name in restored.column_names if name not in dataset.column_names]
     kept_columns = [name for name in dataset.column_names if name != "translation"]

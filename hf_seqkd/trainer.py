@@ -14,6 +14,7 @@ import inspect
 import logging
 from pathlib import Path
 
+import torch
 from huggingface_hub import ModelCard
 from transformers import Seq2SeqTrainer
 
@@ -52,6 +53,9 @@ class TranslationTrainer(Seq2SeqTrainer):
     def __init__(self, *args, card: CardInfo | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.card = card
+        if self.args.dataloader_pin_memory and not torch.accelerator.is_available():
+            # Pinned memory only speeds up copies to an accelerator; without one, torch warns at every dataloader.
+            self.args.dataloader_pin_memory = False
 
     def evaluate_test_split(self, split, name: str = "model", num_beams: int = 5, batch_size: int = 64) -> dict:
         """

@@ -294,9 +294,6 @@ def run_training(
     """
     if training_args.push_to_hub:
         training_args = dataclasses.replace(training_args, push_to_hub=False)
-    if training_args.dataloader_pin_memory and not torch.accelerator.is_available():
-        # Pinned memory only speeds up copies to an accelerator; without one, torch warns at every dataloader.
-        training_args.dataloader_pin_memory = False
     trainer = trainer_class(
         model=model,
         args=training_args,

@@ -283,6 +283,8 @@ def test_online_trainer_keeps_the_teacher_frozen_unsaved_and_out_of_the_optimize
         assert log["loss"] == pytest.approx(0.5 * log["nll_loss"] + 0.5 * log["kd_loss"], rel=1e-3)
 
 
+# Built directly, not through the recipe: the trainer itself turns pinned memory off where there is no accelerator.
+@pytest.mark.filterwarnings("error:'pin_memory' argument is set as true")
 def test_offline_trainer_uses_the_cached_columns(tmp_path, tokenizer, dataset):
     teacher = tiny_model(seed=1, vocab_size=len(tokenizer))
     cached = add_teacher_top_k(dataset, teacher, k=8)
@@ -316,6 +318,7 @@ SGD = dict(optim="sgd", learning_rate=0.5, lr_scheduler_type="constant")
 def test_alpha_zero_trains_as_seq2seq_trainer(tmp_path, tokenizer, dataset):
     common = dict(max_steps=2, per_device_train_batch_size=1, gradient_accumulation_steps=3, logging_steps=1, **SGD)
     common.update(train_sampling_strategy="sequential", report_to="none", save_strategy="no", disable_tqdm=True)
+    common.update(dataloader_pin_memory=False)  # the plain Seq2SeqTrainer would warn: no accelerator here
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
     plain = tiny_model(seed=0, vocab_size=len(tokenizer)).train()
     Seq2SeqTrainer(

@@ -158,9 +158,8 @@ def test_student_card_names_the_method_and_compares_with_the_teacher(tmp_path, t
     assert "Seq-KD" in card and "K = 5" in card and "fewer parameters" in card
 
 
-def test_early_stopping_halves_the_learning_rate_on_a_plateau_and_stops(tmp_path):
+def train_on_a_plateau(out: Path, *extra: str) -> list[dict]:
     """A learning rate too small to change validation BLEU: every evaluation after the first is a plateau."""
-    out = tmp_path / "stopping"
     load_recipe().main([
         *TINY, "--output_dir", str(out), "--mode", "baseline", "--tokenizer_vocab_size", "200",
         "--max_train_samples", "16", "--max_steps", "-1", "--num_train_epochs", "8", "--learning_rate", "1e-7",
@@ -169,8 +168,13 @@ def test_early_stopping_halves_the_learning_rate_on_a_plateau_and_stops(tmp_path
         "--lr_scheduler_type", "reduce_lr_on_plateau",
         "--lr_scheduler_kwargs", '{"mode": "max", "factor": 0.5, "patience": 0}',
         "--early_stopping_patience", "2",
+        *extra,
     ])  # fmt: skip
-    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return json.loads((out / "trainer_state.json").read_text())["log_history"]
+
+
+def test_early_stopping_halves_the_learning_rate_on_a_plateau_and_stops(tmp_path):
+    history = train_on_a_plateau(tmp_path / "stopping")
     evaluations = [entry for entry in history if "eval_bleu" in entry]
     assert [entry["epoch"] for entry in evaluations] == [1.0, 2.0, 3.0]  # 1 best + 2 without gain, not 8 epochs
     rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
@@ -181,3 +185,23 @@ def test_early_stopping_halves_the_learning_rate_on_a_plateau_and_stops(tmp_path
 def test_early_stopping_needs_the_best_model_kept(tmp_path):
     with pytest.raises(ValueError, match="--early_stopping_patience needs --load_best_model_at_end"):
         load_recipe().main([*TINY, "--output_dir", str(tmp_path), "--mode", "baseline", "--early_stopping_patience=1"])
+
+
+def test_plateau_warmup_keeps_the_first_epochs_from_halving_the_rate_or_stopping(tmp_path):
+    """The same plateau as above, but the first 3 epochs are warm-up: the rate halves and training stops only after."""
+    history = train_on_a_plateau(tmp_path / "warmup", "--plateau_warmup_epochs", "3")
+    assert [entry["epoch"] for entry in history if "eval_bleu" in entry] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    rates = {entry["epoch"]: entry["learning_rate"] for entry in history if "learning_rate" in entry}
+    # Epochs 1-4 train at 1e-7 (plateaus at the end of epochs 2 and 3 are warm-up); epoch 4's halves it for epoch 5.
+    assert [rate for epoch, rate in rates.items() if epoch <= 4.0] == pytest.approx([1e-7] * 4)
+    assert [rate for epoch, rate in rates.items() if epoch > 4.0] == pytest.approx([0.5e-7])
+
+
+def test_plateau_warmup_callback_state_rebuilds_it_on_resume():
+    from hf_seqkd.training import EarlyStoppingAfterWarmupCallback
+
+    callback = EarlyStoppingAfterWarmupCallback(2, 0.0, warmup_epochs=3)
+    callback.early_stopping_patience_counter = 1
+    state = callback.state()
+    rebuilt = type(callback)(**state["args"])  # as Trainer._load_callback_state does
+    assert rebuilt.warmup_epochs == 3 and rebuilt.early_stopping_patience == 2

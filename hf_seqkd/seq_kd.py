@@ -250,10 +250,8 @@ def distill_dataset(
             new_fingerprint=hashlib.sha256(f"{ordered._fingerprint}-{fingerprint}".encode()).hexdigest()[:32],
             desc=desc or f"{config.mode} (K={config.num_beams})",
         )
-    position = [0] * len(order)  # where each input row went in `ordered`
-    for index, row in enumerate(order):
-        position[row] = index
-    restored = distilled.select(position)
+    # The inverse permutation (where each input row went in `ordered`) puts the rows back in input order.
+    restored = distilled.select(sorted(range(len(order)), key=order.__getitem__))
     # translation, then the new columns, then whatever else the rows carried (ids, ...).
     new_columns = [name for name in restored.column_names if name not in dataset.column_names]
     kept_columns = [name for name in dataset.column_names if name != "translation"]

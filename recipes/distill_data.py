@@ -22,7 +22,7 @@ from accelerate import PartialState
 from datasets import DatasetDict
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_seqkd.arguments import parse_args, setup_logging
+from hf_seqkd.arguments import end_process_group, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset
 from hf_seqkd.evaluation import corpus_scores
 from hf_seqkd.hub import push_dataset, render_distilled_dataset_card
@@ -58,8 +58,10 @@ class DistillDataArguments:
     shard_size: int = field(default=2000, metadata={"help": "Sentences per saved shard."})
     dtype: str = field(
         default="float32",
-        metadata={"help": "Teacher dtype; auto: the faster of float32 and bfloat16 here, measured.",
-                  "choices": ["float32", "bfloat16", "float16", "auto"]},  # fmt: skip
+        metadata={
+            "help": "Teacher dtype; auto: the faster of float32 and bfloat16 here, measured.",
+            "choices": ["float32", "bfloat16", "float16", "auto"],
+        },  # fmt: skip
     )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the dataset and its card."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "The Hub dataset repository, user/name."})
@@ -164,3 +166,4 @@ def main(args: list[str] | None = None) -> DatasetDict | None:
 
 if __name__ == "__main__":
     main()
+    end_process_group()

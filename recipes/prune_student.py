@@ -28,7 +28,7 @@ import hf_seqkd  # noqa: F401  first: sets OMP_WAIT_POLICY=PASSIVE before torch 
 # isort: split
 from transformers import Seq2SeqTrainingArguments, set_seed
 
-from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
+from hf_seqkd.arguments import ModelArguments, end_process_group, parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.evaluation import evaluate_split
 from hf_seqkd.pruning import SCHEMES, PruningMaskCallback, load_pruned, magnitude_prune, pruning_report, save_pruned
@@ -141,3 +141,4 @@ def main(args: list[str] | None = None) -> dict | None:
 
 if __name__ == "__main__":
     main()
+    end_process_group()

@@ -40,7 +40,7 @@ from accelerate import PartialState
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, set_seed
 
-from hf_seqkd.arguments import ModelArguments, parse_args, setup_logging
+from hf_seqkd.arguments import ModelArguments, end_process_group, parse_args, setup_logging
 from hf_seqkd.checks import check_distilled_dataset, check_parallel_rows
 from hf_seqkd.data import DataArguments, load_parallel_dataset, tokenize_parallel_dataset
 from hf_seqkd.hub import CardInfo
@@ -115,8 +115,10 @@ class StudentArguments:
     )
     distill_dtype: str = field(
         default="float32",
-        metadata={"help": "Teacher dtype for data made here; auto: the faster of float32 and bfloat16, measured.",
-                  "choices": ["float32", "bfloat16", "float16", "auto"]},  # fmt: skip
+        metadata={
+            "help": "Teacher dtype for data made here; auto: the faster of float32 and bfloat16, measured.",
+            "choices": ["float32", "bfloat16", "float16", "auto"],
+        },  # fmt: skip
     )
     distill_batch_size: int = field(default=64, metadata={"help": "Sources per generate call for data made here."})
     word_kd_cache: bool = field(default=False, metadata={"help": "Word-KD from the teacher's cached top-k."})
@@ -406,3 +408,4 @@ def main(args: list[str] | None = None) -> dict | None:
 
 if __name__ == "__main__":
     main()
+    end_process_group()

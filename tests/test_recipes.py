@@ -1,5 +1,6 @@
 """The recipes as a user runs them: a few training steps on tiny data, in one process and in two CPU processes."""
 
+import ast
 import json
 import os
 import subprocess
@@ -125,6 +126,30 @@ def test_train_teacher_two_cpu_processes_match_one(tmp_path, tiny_config):
     set_seed(1)  # the recipe's seed: the weights before the training step
     initial = LSTMSeq2SeqForConditionalGeneration(first.config).state_dict()
     assert (first.state_dict()["lm_head.weight"] - initial["lm_head.weight"]).abs().max() > 1e-4
+
+
+def test_end_process_group_destroys_the_default_group(tmp_path):
+    from hf_seqkd.arguments import end_process_group
+
+    end_process_group()  # a single process without a group: nothing to do
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    end_process_group()
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("recipe", ["train_teacher", "train_student", "prune_student", "distill_data"])
+def test_multi_process_recipes_end_their_process_group(recipe):
+    """
+    The recipes that `accelerate launch` runs on several processes destroy the process group when main() returns.
+    A rank left to interpreter finalization with a live Gloo group sometimes aborted ("terminate called without an
+    active exception") after the run had succeeded, which failed the launch (CI, 2026-12-04).
+    """
+    tree = ast.parse((REPO / "recipes" / f"{recipe}.py").read_text())
+    main_block = next(node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))
+    calls = [ast.unparse(statement) for statement in main_block.body]
+    assert calls == ["main()", "end_process_group()"], calls
 
 
 def test_evaluate_recipe_on_a_saved_model(tmp_path, tokenizer):

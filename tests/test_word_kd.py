@@ -428,6 +428,7 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 from datasets import Dataset
 from helpers import SOURCES, TARGETS, tiny_model
+from hf_seqkd.arguments import end_process_group
 from hf_seqkd.data import DataArguments, load_parallel_dataset, source_and_target_texts
 from hf_seqkd.modeling_lstm_seq2seq import shift_tokens_right
 from hf_seqkd.tokenization import train_tokenizer
@@ -448,6 +449,7 @@ trainer.train()
 trainer.evaluate()
 trainer.save_model()
 trainer.save_state()
+end_process_group()
 """
 
 

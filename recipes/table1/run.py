@@ -16,8 +16,9 @@ the speeds in the table are measured on an otherwise idle machine.
 `--stages a,b` runs only those stages (their prerequisites must be done); `--dry_run` prints the commands;
 `--status` says which stages are done (and how long they took), which are running (with their progress), and an
 estimate of the time left, without starting anything; `--report` writes the results of the rows evaluated so far.
-Run a long plan from a checkout that does not change under it (e.g. `git worktree add ~/hf_seqkd_runs/code
-<commit>`) with `--output_root` outside the work tree, so that it can be resumed from another session. The stages
+Run a long plan from a checkout that does not change under it (e.g. `git clone . ~/hf_seqkd_runs/code`, a clone
+rather than a `git worktree`, which breaks when the main checkout is replaced) with `--output_root` outside the work
+tree, so that it can be resumed from another session. The stages
 import the `hf_seqkd` installed in the Python that runs this script (`pip install --no-deps .` of that checkout into
 a virtual environment pins it); each stage records the commit that ran it, and the results name those commits and
 where `hf_seqkd` came from.

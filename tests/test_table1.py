@@ -247,6 +247,7 @@ def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):
     checkpoint = tmp_path / "baseline" / "checkpoint-800"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": 2.0, "global_step": 800, "max_steps": 10000}))
+    (progress / "baseline.json").write_text(json.dumps({"minutes": 20.0}))
     states = driver.status(plan)["stages"]
     assert (states["teacher"], states["seq_kd_data"], states["baseline"], states["seq_kd"]) == (
         "done",
@@ -257,6 +258,9 @@ def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "done in 61 min" in out and "running for 4 min; about 6 min left" in out
     assert "epoch 2.0, step 800/10000 (checkpoint-800)" in out and "estimated wall time left" in out
+    # 800 steps took 20 minutes: the 9,200 left take 230 at that pace, whatever the plan estimated.
+    expected = "step 800/10000 (checkpoint-800); about 230 min left at its pace, if it runs to step 10000"
+    assert f"stopped after 20 min, resumes from its checkpoints; epoch 2.0, {expected}" in out
 
 
 def test_report_of_the_rows_evaluated_so_far_names_the_rest_and_the_code_that_ran(tmp_path, capsys):

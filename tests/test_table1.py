@@ -15,9 +15,11 @@ from hf_seqkd.arguments import parse_args
 from hf_seqkd.table1 import (
     TABLE1_KEYS,
     TABLE1_MODELS,
+    paper_relations,
     plot_bleu_vs_speed,
     plot_learning_curves,
     render_markdown,
+    render_relations,
     table1_row,
     training_record,
 )
@@ -45,6 +47,32 @@ def test_row_has_exactly_the_table_keys_and_names_what_is_missing():
     assert tuple(row) == TABLE1_KEYS and row["model"] == "seq_kd"
     with pytest.raises(ValueError, match=r"lack \['words_per_sec_beam'\].*recipes/evaluate.py"):
         table1_row("seq_kd", {k: v for k, v in result(1.0).items() if k != "words_per_sec_beam"})
+
+
+def test_paper_relations_on_measured_rows():
+    def row(model, greedy, beam):
+        return table1_row(model, {**result(greedy), "bleu_beam": beam})
+
+    rows = [row("baseline", 24.04, 26.47), row("seq_kd", 24.61, 25.85), row("combined", 24.11, 26.10)]
+    relations = paper_relations(rows, speedup=4.3, speed_batch=64)
+    assert [(r["measured"], r["holds"]) for r in relations] == [
+        ("24.04", True),  # baseline >= 10
+        ("+0.57", False),  # Seq-KD >= baseline + 2.0
+        ("+1.24 against +2.43", True),  # beam adds less to Seq-KD
+        ("-0.50", False),  # combined >= Seq-KD - 0.3
+        ("4.3x", False),  # student greedy >= 10x teacher beam
+    ]
+    assert "batch 64" in relations[-1]["relation"]
+    # The pruned row is absent: its relation is left out, not failed. Better than Seq-KD is within the slack.
+    assert not any("pruned" in r["relation"] for r in relations)
+    pruned = paper_relations([row("seq_kd", 24.61, 25.85), row("pruned_80", 25.9, 26.0)])
+    assert [(r["measured"], r["holds"]) for r in pruned] == [("+1.29", True)]
+    assert [
+        (r["measured"], r["holds"]) for r in paper_relations([row("seq_kd", 24.61, 25.8), row("pruned_80", 23.5, 24)])
+    ] == [("-1.11", False)]
+    table = render_relations(relations)
+    assert "| Seq-KD >= baseline + 2.0 BLEU greedy (paper: +4.2) | +0.57 | **no** |" in table
+    assert "| baseline >= 10 BLEU greedy | 24.04 | yes |" in table
 
 
 def test_markdown_and_plot(tmp_path):
@@ -285,6 +313,7 @@ def test_report_of_the_rows_evaluated_so_far_names_the_rest_and_the_code_that_ra
     written = json.loads((tmp_path / "results" / "table1.json").read_text())
     assert written["pending_rows"] == [row for row in plan["rows"] if row not in ("teacher", "seq_kd")]
     assert written["stage_commits"]["seq_kd"] == [driver.provenance()["commit"]]
+    assert written["relations"] == []  # each relation needs the baseline or another row not evaluated yet
     assert written["stage_commits"]["teacher"] == []  # no progress file: not recorded, and the report says so
     footer = (tmp_path / "results" / "table1.md").read_text().splitlines()[-1]
     assert f"Stages run by commit {driver.provenance()['commit']}." in footer

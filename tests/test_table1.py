@@ -284,7 +284,10 @@ def test_status_tells_done_running_stopped_and_pending_stages(tmp_path, capsys):
         "pending",
     )
     out = capsys.readouterr().out
-    assert "done in 61 min" in out and "running for 4 min; about 21 min left of ~25" in out
+    estimate = plan["stages"]["seq_kd_data"].estimate_minutes  # a stage without checkpoints: the plan's estimate
+    assert (
+        "done in 61 min" in out and f"running for 4 min; about {estimate - 4:.0f} min left of ~{estimate:.0f}" in out
+    )
     assert "epoch 2.0, step 800/10000 (checkpoint-800)" in out and "estimated wall time left" in out
     # 800 steps took 20 minutes: the 9,200 left take 230 at that pace, whatever the plan estimated.
     expected = "step 800/10000 (checkpoint-800); about 230 min left at its pace, if it runs to step 10000"

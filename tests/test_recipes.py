@@ -180,3 +180,18 @@ def test_evaluate_recipe_on_a_saved_model(tmp_path, tokenizer):
     assert "| tiny |" in stdout
     results = json.loads((out / "eval_results.json").read_text())
     assert results["num_sentences"] == 4 and results["num_beams"] == 2
+
+
+def test_dtype_quality_benchmark_compares_float32_with_bfloat16():
+    stdout = run(
+        [sys.executable, "benchmarks/bench_dtype_quality.py", "--model", "models/bible-es-en-teacher",
+         "--dataset_name", "bible_es_en", "--source_lang", "es", "--target_lang", "en", "--max_eval_samples", "4"]
+    )  # fmt: skip
+    rows = [line for line in stdout.splitlines() if line.startswith(("| greedy", "| beam 5"))]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| greedy", "float32"],
+        ["| greedy", "bfloat16"],
+        ["| beam 5", "float32"],
+        ["| beam 5", "bfloat16"],
+    ]
+    assert "4 test sentences, batch 64" in stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from hf_seqkd.arguments import parse_args, setup_logging
-from hf_seqkd.data import DataArguments, load_parallel_dataset
+from hf_seqkd.data import DataArguments, load_parallel_dataset, source_and_target_texts
 from hf_seqkd.evaluation import corpus_scores, decode_and_score
 from hf_seqkd.translation import load_translation_model
 from hf_seqkd.utils import describe_machine
@@ -57,8 +57,7 @@ def main(args: list[str] | None = None) -> dict:
     setup_logging()
     device = bench_args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     split = load_parallel_dataset(data_args)[bench_args.split]
-    sources = [pair[data_args.source_lang] for pair in split["translation"]]
-    references = [pair[data_args.target_lang] for pair in split["translation"]]
+    sources, references = source_and_target_texts(split, data_args)
     runs = {
         "student": (bench_args.student, bench_args.student_num_beams),
         "teacher": (bench_args.teacher, bench_args.teacher_num_beams),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hf_seqkd.arguments import parse_args, setup_logging
-from hf_seqkd.data import DataArguments, load_parallel_dataset
+from hf_seqkd.data import DataArguments, load_parallel_dataset, source_and_target_texts
 from hf_seqkd.evaluation import corpus_scores
 from hf_seqkd.translation import DTYPES, load_translation_model, translate
 from hf_seqkd.utils import describe_machine
@@ -43,8 +43,7 @@ def main(args: list[str] | None = None) -> list[dict]:
     bench_args, data_args = parse_args((DtypeQualityArguments, DataArguments), args)
     setup_logging()
     split = load_parallel_dataset(data_args)[bench_args.split]
-    sources = [pair[data_args.source_lang] for pair in split["translation"]]
-    references = [pair[data_args.target_lang] for pair in split["translation"]]
+    sources, references = source_and_target_texts(split, data_args)
     model, tokenizer = load_translation_model(bench_args.model)
     # float32 first: the weights are cast down once and never back (a round trip through bfloat16 rounds them).
     hypotheses, rows = {}, []

@@ -61,7 +61,7 @@ class DistillDataArguments:
         metadata={
             "help": "Teacher dtype; auto: the faster of float32 and bfloat16 here, measured.",
             "choices": ["float32", "bfloat16", "float16", "auto"],
-        },  # fmt: skip
+        },
     )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the dataset and its card."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "The Hub dataset repository, user/name."})

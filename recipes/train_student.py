@@ -118,7 +118,7 @@ class StudentArguments:
         metadata={
             "help": "Teacher dtype for data made here; auto: the faster of float32 and bfloat16, measured.",
             "choices": ["float32", "bfloat16", "float16", "auto"],
-        },  # fmt: skip
+        },
     )
     distill_batch_size: int = field(default=64, metadata={"help": "Sources per generate call for data made here."})
     word_kd_cache: bool = field(default=False, metadata={"help": "Word-KD from the teacher's cached top-k."})

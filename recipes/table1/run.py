@@ -316,14 +316,15 @@ def status(plan: dict) -> dict:
                     "resumes from its checkpoints", "pending": "pending"}[state]  # fmt: skip
             if train:
                 line += f"; epoch {train['epoch']:.1f}, step {train['step']}/{train['max_steps']} ({train['folder']})"
-            remaining = max(0.0, (stage.estimate_minutes or 0.0) - minutes)
             if train and train["step"] and minutes:
                 # Its own pace so far says more than the plan's estimate (a Word-KD student ran 5x slower than
                 # planned beside two other stages): minutes a step, up to the last step it may take.
                 remaining = minutes / train["step"] * (train["max_steps"] - train["step"])
                 line += f"; about {remaining:.0f} min left at its pace, if it runs to step {train['max_steps']}"
-            elif stage.estimate_minutes:
-                line += f"; about {remaining:.0f} min left of ~{stage.estimate_minutes:.0f}"
+            else:
+                remaining = max(0.0, (stage.estimate_minutes or 0.0) - minutes)
+                if stage.estimate_minutes:
+                    line += f"; about {remaining:.0f} min left of ~{stage.estimate_minutes:.0f}"
             left["exclusive" if stage.exclusive else "shared"] += remaining
         states[name] = state
         report_lines.append(f"  {name:<22} {line}")

@@ -140,13 +140,18 @@ class FixedLogitsModel(LSTMSeq2SeqForConditionalGeneration):
                 attention_mask = memory.new_ones(memory.shape[:2], dtype=torch.long)
             state = self.model.decoder.init_state(encoder_outputs, attention_mask)
         state.seen_tokens += decoder_input_ids.shape[1]
-        if getattr(self, "fixed_logits", None) is None or self.fixed_logits.shape[0] < decoder_input_ids.shape[0]:
+        return Seq2SeqLMOutput(logits=self.stored_logits(decoder_input_ids.shape[0]), **{DECODER_STATE_FIELD: state})
+
+    def _next_decoding_step(self, tokens, state, output_layer):
+        """The decoding step of the model's own search loops (`_sample`, `_beam_search`), without arithmetic too."""
+        state.seen_tokens += 1
+        return self.stored_logits(tokens.shape[0])[:, -1], state
+
+    def stored_logits(self, rows):
+        if getattr(self, "fixed_logits", None) is None or self.fixed_logits.shape[0] < rows:
             generator = torch.Generator().manual_seed(3)
-            self.fixed_logits = torch.randn(
-                decoder_input_ids.shape[0], 1, self.config.decoder_vocab_size, generator=generator
-            )
-        logits = self.fixed_logits[: decoder_input_ids.shape[0]]
-        return Seq2SeqLMOutput(logits=logits, **{DECODER_STATE_FIELD: state})
+            self.fixed_logits = torch.randn(rows, 1, self.config.decoder_vocab_size, generator=generator)
+        return self.fixed_logits[:rows]  # (rows, 1, V)
 
 
 def fixed_logits_model(row: Row):

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
@@ -480,49 +481,51 @@ class LSTMSeq2SeqDecoder(nn.Module):
             step_weights=step_weights,
         )
 
-    def decode(self, input_ids: torch.LongTensor, state: LSTMDecoderState):
+    def step(self, tokens: torch.LongTensor, state: LSTMDecoderState):
         """
-        The decoder without autograd and dropout, from a state made that way (`state.step_weights` set): one decoding
-        step per token of `input_ids` (B, T), each multiplying B rows. Returns what `forward` returns.
+        One decoding step without autograd and dropout for one token per row, `tokens` (B,), from a state made that
+        way (`state.step_weights` set), which it advances in place. Returns h~_t (B, H) and the attention (B, 1, S).
         """
         weights = state.step_weights
-        hidden, cell, input_feed = state.hidden, state.cell, state.input_feed
-        keys = state.keys.transpose(1, 2)  # (B, H, S)
-        input_feeding = self.config.input_feeding
-        steps, step_attention = [], []
-        for inputs in nn.functional.embedding(input_ids, self.embed_tokens.weight).unbind(1):  # T x (B, E)
-            if input_feeding:
-                inputs = torch.cat([inputs, input_feed], dim=-1)  # (B, E + H)
-            new_hidden, new_cell = [], []
-            for layer, (weight_ih, weight_hh, bias_ih, bias_hh) in enumerate(weights.cells):
-                inputs, c = torch.lstm_cell(
-                    inputs, (hidden[layer], cell[layer]), weight_ih, weight_hh, bias_ih, bias_hh
-                )  # (B, H) each
-                new_hidden.append(inputs)
-                new_cell.append(c)
-            hidden, cell = tuple(new_hidden), tuple(new_cell)
-            # a_t = softmax(h_t W_a h_s + mask bias), c_t = a_t h_s, h~_t = tanh(W_c [c_t; h_t])   (Luong eqs. 5-8)
-            query = inputs.unsqueeze(1)  # (B, 1, H)
-            attention = torch.softmax(torch.baddbmm(state.memory_bias, query, keys), dim=-1)  # (B, 1, S)
-            context = torch.bmm(attention, state.memory).squeeze(1)  # (B, H)
-            input_feed = torch.mm(torch.cat([context, inputs], dim=-1), weights.output_proj).tanh_()  # (B, H)
-            attentional = input_feed.unsqueeze(1)  # (B, 1, H)
-            steps.append(attentional)
-            step_attention.append(attention)
-        if len(steps) == 1:
-            attentional, attention = steps[0], step_attention[0]  # (B, 1, H), (B, 1, S)
-        else:
-            attentional, attention = torch.cat(steps, dim=1), torch.cat(step_attention, dim=1)  # (B, T, H), (B, T, S)
+        inputs = self.embed_tokens.weight.index_select(0, tokens)  # (B, E)
+        if self.config.input_feeding:
+            inputs = torch.cat([inputs, state.input_feed], dim=-1)  # (B, E + H)
+        hidden, cell = list(state.hidden), list(state.cell)
+        for layer, (weight_ih, weight_hh, bias_ih, bias_hh) in enumerate(weights.cells):
+            inputs, cell[layer] = torch.lstm_cell(
+                inputs, (hidden[layer], cell[layer]), weight_ih, weight_hh, bias_ih, bias_hh
+            )  # (B, H) each
+            hidden[layer] = inputs
+        # a_t = softmax(h_t W_a h_s + mask bias), c_t = a_t h_s, h~_t = tanh(W_c [c_t; h_t])   (Luong eqs. 5-8)
+        attention = torch.softmax(torch.baddbmm(state.memory_bias, inputs[:, None], state.keys.mT), dim=-1)
+        context = torch.bmm(attention, state.memory).squeeze(1)  # (B, H)
+        state.input_feed = torch.mm(torch.cat([context, inputs], dim=-1), weights.output_proj).tanh_()  # (B, H)
+        state.hidden, state.cell = tuple(hidden), tuple(cell)
+        state.seen_tokens += 1
+        return state.input_feed, attention
+
+    def decode(self, input_ids: torch.LongTensor, state: LSTMDecoderState):
+        """
+        The decoder without autograd and dropout, from a state made that way (`state.step_weights` set): one `step`
+        per token of `input_ids` (B, T), each multiplying B rows, on a copy of the state. Returns what `forward`
+        returns.
+        """
         new_state = LSTMDecoderState(
-            hidden,
-            cell,
-            input_feed,
+            state.hidden,
+            state.cell,
+            state.input_feed,
             state.memory,
             state.keys,
             state.memory_bias,
-            state.seen_tokens + input_ids.shape[1],
-            weights,
+            state.seen_tokens,
+            state.step_weights,
         )
+        steps = [self.step(tokens, new_state) for tokens in input_ids.unbind(1)]  # T x ((B, H), (B, 1, S))
+        if len(steps) == 1:
+            attentional, attention = steps[0][0][:, None], steps[0][1]  # (B, 1, H), (B, 1, S)
+        else:
+            attentional = torch.stack([step[0] for step in steps], dim=1)  # (B, T, H)
+            attention = torch.cat([step[1] for step in steps], dim=1)  # (B, T, S)
         return attentional, new_state, attention
 
     def forward(self, input_ids: torch.LongTensor, state: LSTMDecoderState):
@@ -870,16 +873,25 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
 
     def _step_logits(self, attentional: torch.Tensor, transposed: bool) -> torch.Tensor:
         """
-        W_s h~ + b (B, T, V) of a decoding step. Where the decoder's step weights are transposed copies (a search of a
-        few rows, decided once per source batch in `init_state`), one token's product uses a transposed copy of W_s
-        too (`TransposedCopies`). Several tokens (teacher forcing) keep the one product of B * T rows with W_s as
-        stored: with the copy there, Seq-KD data made by two processes no longer equalled one process's.
+        W_s h~ + b (B, T, V) of a decoding step. Several tokens (teacher forcing) keep the one product of B * T rows
+        with W_s as stored: with a transposed copy there, Seq-KD data made by two processes no longer equalled one
+        process's.
+        """
+        if attentional.shape[1] != 1:
+            return self.lm_head(attentional)
+        return self._step_output_layer(transposed)(attentional.squeeze(1)).unsqueeze(1)  # (B, 1, V)
+
+    def _step_output_layer(self, transposed: bool):
+        """
+        The output layer of a one-token decoding step, as a function of h~ (B, H) -> logits (B, V). Where the
+        decoder's step weights are transposed copies (a search of a few rows, decided once per source batch in
+        `init_state`), it multiplies by a transposed copy of W_s too (`TransposedCopies`).
         """
         head = self.lm_head
-        if not transposed or attentional.shape[1] != 1 or type(head) is not nn.Linear or head.bias is None:
-            return head(attentional)
-        weight = self.transposed_copies("lm_head.weight", head.weight)  # (H, V)
-        return torch.addmm(head.bias, attentional.squeeze(1), weight).unsqueeze(1)  # (B, 1, V)
+        if not transposed or type(head) is not nn.Linear or head.bias is None:
+            return head
+        weight, bias = self.transposed_copies("lm_head.weight", head.weight), head.bias  # (H, V), (V,)
+        return lambda attentional: torch.addmm(bias, attentional, weight)
 
     def prepare_inputs_for_generation(
         self,
@@ -905,6 +917,227 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         kwargs.pop("labels", None)
         decoder_input_ids = input_ids if state is None else input_ids[:, state.seen_tokens :]  # (B, new tokens)
         return {"decoder_input_ids": decoder_input_ids, "cache": state, **kwargs}
+
+    # generate()'s search loops.
+    #
+    # GenerationMixin's `_sample` (greedy search and sampling) and `_beam_search` serve any model and any cache, and
+    # their bookkeeping costs more than this model's whole decoding step in a small search (issue 17: one sentence
+    # with beam 5, 2x128, about 420 us a step for the search alone against about 250 for the model). generate()
+    # looks both up on the model's class, so this model runs its own where a search asks for nothing but token ids
+    # (`_direct_search_limits` says when): the same first forward, then the decoder's step called directly, the
+    # same arithmetic and selection rules, hence the same tokens; the tests compare the two on every search option.
+    # Anything else (scores or attentions returned, a streamer, custom stopping criteria, hooks on the model, a
+    # decoder with replaced parts) goes to GenerationMixin's loops unchanged.
+
+    _direct_search_model_kwargs = frozenset(
+        {"attention_mask", "encoder_outputs", "use_cache", "output_attentions", "output_hidden_states"}
+    )
+
+    def _direct_search_limits(self, stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs):
+        """
+        (max_length, EOS ids or None) when this model can run the search itself; None to use GenerationMixin's.
+        The stopping criteria must be transformers' own max-length and EOS criteria, which generate() builds from
+        `max_length` / `max_new_tokens` and `eos_token_id`.
+        """
+        if synced_gpus or streamer is not None or generation_config.return_dict_in_generate or self.training:
+            return None
+        if not model_kwargs.keys() <= self._direct_search_model_kwargs or model_kwargs.get("use_cache") is False:
+            return None
+        if model_kwargs.get("output_attentions") or model_kwargs.get("output_hidden_states"):
+            return None
+        if self._forward_hooks or self._forward_pre_hooks or nn.modules.module._global_forward_hooks:
+            return None  # generate() calls the model, hooks included, on every step
+        if nn.modules.module._global_forward_pre_hooks or self.model.decoder.decoding_step_weights(False) is None:
+            return None
+        max_lengths, eos_ids = [], []
+        for criterion in stopping_criteria:
+            if type(criterion) is MaxLengthCriteria:
+                max_lengths.append(criterion.max_length)
+            elif type(criterion) is EosTokenCriteria:
+                eos_ids.append(criterion.eos_token_id.reshape(-1))
+            else:
+                return None
+        if not max_lengths:
+            return None
+        return min(max_lengths), torch.cat(eos_ids) if eos_ids else None
+
+    def _first_decoding_step(self, input_ids: torch.LongTensor, model_kwargs: dict):
+        """The prompt's step through `forward`, as generate() makes it: next-token logits (B, V) and the state."""
+        outputs = self(**self.prepare_inputs_for_generation(input_ids, **model_kwargs), return_dict=True)
+        return outputs.logits[:, -1], decoder_state(outputs)
+
+    def _next_decoding_step(self, tokens: torch.LongTensor, state: LSTMDecoderState, output_layer):
+        """
+        One token per row (B,) through the decoder's `step` (the state advances in place) and `output_layer` (from
+        `_step_output_layer`, taken once per search): logits (B, V) and the state.
+        """
+        attentional, _ = self.model.decoder.step(tokens, state)  # (B, H)
+        return output_layer(attentional), state
+
+    def _sample(
+        self,
+        input_ids,
+        logits_processor,
+        stopping_criteria,
+        generation_config,
+        synced_gpus=False,
+        streamer=None,
+        **model_kwargs,
+    ):
+        """Greedy search or sampling: GenerationMixin's `_sample` in this model's own loop where it can (see above)."""
+        limits = self._direct_search_limits(stopping_criteria, generation_config, synced_gpus, streamer, model_kwargs)
+        if limits is None:
+            return super()._sample(
+                input_ids,
+                logits_processor=logits_processor,
+                stopping_criteria=stopping_criteria,
+                generation_config=generation_config,
+                synced_gpus=synced_gpus,
+                streamer=streamer,
+                **model_kwargs,
+            )
+        max_length, eos_ids = limits
+        pad_token_id = generation_config._pad_token_tensor
+        unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)  # (B,)
+        logits, state = self._first_decoding_step(input_ids, model_kwargs)
+        output_layer = self._step_output_layer(state.step_weights.transposed)
+        while True:
+            scores = logits_processor(input_ids, logits.to(copy=True, dtype=torch.float32))  # (B, V)
+            if generation_config.do_sample:
+                next_tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                next_tokens = torch.argmax(scores, dim=-1)  # (B,)
+            if eos_ids is not None:  # a finished row continues with padding
+                next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+                unfinished = unfinished & ~torch.isin(next_tokens, eos_ids)
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)  # (B, t + 1)
+            if input_ids.shape[1] >= max_length or (eos_ids is not None and unfinished.max() == 0):
+                return input_ids
+            logits, state = self._next_decoding_step(next_tokens, state, output_layer)
+
+    def _beam_search(
+        self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False, **model_kwargs
+    ):
+        """
+        Beam search: GenerationMixin's `_beam_search` in this model's own loop where it can (see above), with its
+        rules. Each step ranks the 2K best continuations (more with several EOS ids); those among the first K that end
+        (EOS or max_length) compete for the K finished slots with score sum(log p) / generated_length **
+        length_penalty; the K best others continue. The search stops as `early_stopping` says: when every sentence
+        has K finished hypotheses (True), when no running beam can still beat a finished one by transformers'
+        heuristic (False: at its current length; "never": at max_length when length_penalty > 0), or at max_length.
+
+        Scores are computed with transformers' float32 arithmetic, so the same hypotheses win. What differs is the
+        bookkeeping: transformers updates the finished slots and its stopping heuristic on every step, pushing
+        candidates out with -1e9; here the slots are updated only on steps where a candidate among the first K ends,
+        and the heuristic only once some sentence has filled its K slots (before that it cannot stop a sentence).
+        """
+        limits = self._direct_search_limits(stopping_criteria, generation_config, synced_gpus, None, model_kwargs)
+        eos_ids = generation_config._eos_token_tensor
+        num_eos = eos_ids.shape[0] if eos_ids is not None else 0
+        if limits is None or generation_config.do_sample or (limits[1] is not None and limits[1].numel() > num_eos):
+            return super()._beam_search(
+                input_ids,
+                logits_processor=logits_processor,
+                stopping_criteria=stopping_criteria,
+                generation_config=generation_config,
+                synced_gpus=synced_gpus,
+                **model_kwargs,
+            )
+        max_length, stop_ids = limits
+        num_beams, length_penalty = generation_config.num_beams, generation_config.length_penalty
+        stop_when_full = generation_config.early_stopping is True
+        never_early = generation_config.early_stopping == "never" and length_penalty > 0.0
+        flat_size, prompt_length = input_ids.shape
+        batch_size, device = flat_size // num_beams, input_ids.device
+        # With E EOS ids, (1 + E) K candidates leave at least K that do not end.
+        keep = max(2, 1 + num_eos) * num_beams
+        # After a hypothesis ends: transformers' filler, the padding id (the first EOS id where padding is id 0).
+        filler = int((generation_config._pad_token_tensor or eos_ids[0]) if eos_ids is not None else -1)
+        beam_offset = torch.arange(batch_size, device=device)[:, None] * num_beams  # (B, 1)
+
+        running = input_ids.view(batch_size, num_beams, prompt_length)  # (B, K, t) tokens of the running beams
+        running_scores = torch.zeros(batch_size, num_beams, device=device)  # (B, K) sum of log-probs
+        running_scores[:, 1:] = -1e9  # the K copies of the prompt: only the first one expands
+        finished = running.new_full((batch_size, num_beams, max_length), filler)  # (B, K, max_length), best first
+        finished[:, :, :prompt_length] = running  # an empty slot holds the prompt
+        finished_scores = torch.full((batch_size, num_beams), -1e9, device=device)  # (B, K)
+        finished_lengths = torch.zeros(batch_size, num_beams, dtype=torch.long, device=device)  # tokens generated
+        is_finished = torch.zeros(batch_size, num_beams, dtype=torch.bool, device=device)  # the slot is taken
+        slots_full = torch.zeros(batch_size, 1, dtype=torch.bool, device=device)  # (B, 1) every slot taken
+        improvable = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # a running beam may still win
+
+        logits, state = self._first_decoding_step(input_ids, model_kwargs)
+        output_layer = self._step_output_layer(state.step_weights.transposed)
+        cur_len = prompt_length
+        while True:
+            log_probs = nn.functional.log_softmax(logits.to(dtype=torch.float32), dim=-1)  # (B * K, V)
+            if logits_processor:
+                log_probs = logits_processor(running.reshape(flat_size, cur_len), log_probs)
+            vocab_size = log_probs.shape[-1]
+            log_probs = (log_probs.view(batch_size, num_beams, vocab_size) + running_scores[:, :, None]).view(
+                batch_size, num_beams * vocab_size
+            )
+            top_scores, top_indices = torch.topk(log_probs, k=keep)  # (B, 2K), best first
+            source_beams, tokens = top_indices // vocab_size, top_indices % vocab_size  # (B, 2K) each
+            last_step = cur_len + 1 >= max_length
+            ends = torch.isin(tokens, stop_ids) if stop_ids is not None and not last_step else None  # (B, 2K)
+            some_end = ends is not None and bool(ends.any())
+
+            if last_step or (some_end and bool(ends[:, :num_beams].any())):
+                # Candidates among the first K that end take a finished slot if they beat its hypothesis; none
+                # enters a sentence whose slots are all taken under early_stopping=True, or that cannot improve.
+                ending = ends[:, :num_beams] if not last_step else torch.ones_like(is_finished)  # (B, K)
+                accepted = ending & improvable & ~(slots_full & stop_when_full)  # (B, K)
+                ending_scores = top_scores[:, :num_beams] / ((cur_len + 1 - prompt_length) ** length_penalty)
+                ending_scores = ending_scores.masked_fill(~accepted, float("-inf"))
+                candidates = torch.cat(
+                    [
+                        torch.take_along_dim(running, source_beams[:, :num_beams, None], dim=1),
+                        tokens[:, :num_beams, None],
+                        running.new_full((batch_size, num_beams, max_length - cur_len - 1), filler),
+                    ],
+                    dim=-1,
+                )  # (B, K, max_length)
+                merged_scores = torch.cat([finished_scores, ending_scores], dim=1)  # (B, 2K)
+                best = torch.topk(merged_scores, k=num_beams)[1]  # (B, K)
+                finished = torch.take_along_dim(torch.cat([finished, candidates], dim=1), best[:, :, None], dim=1)
+                finished_scores = torch.take_along_dim(merged_scores, best, dim=1)
+                ending_lengths = torch.full_like(finished_lengths, cur_len + 1 - prompt_length)
+                finished_lengths = torch.take_along_dim(torch.cat([finished_lengths, ending_lengths], 1), best, dim=1)
+                is_finished = torch.take_along_dim(torch.cat([is_finished, accepted], dim=1), best, dim=1)
+                slots_full = is_finished.all(dim=-1, keepdim=True)
+            if last_step:
+                break
+
+            if some_end:  # the K best that do not end continue (transformers' arithmetic: -1e9 for those that end)
+                continuing_scores = top_scores + ends.to(torch.float32) * -1.0e9  # (B, 2K)
+                next_beams = torch.topk(continuing_scores, k=num_beams)[1]  # (B, K)
+                running_scores = torch.take_along_dim(continuing_scores, next_beams, dim=1)
+                parents = torch.take_along_dim(source_beams, next_beams, dim=1)
+                next_tokens = torch.take_along_dim(tokens, next_beams, dim=1)
+            else:  # none ends: the first K continue
+                running_scores, parents = top_scores[:, :num_beams], source_beams[:, :num_beams]
+                next_tokens = tokens[:, :num_beams]
+            running = torch.cat(
+                [torch.take_along_dim(running, parents[:, :, None], dim=1), next_tokens[:, :, None]], dim=-1
+            )  # (B, K, t + 1)
+            cur_len += 1
+
+            if bool(slots_full.any()):
+                # transformers' heuristic: the best running beam, at its current length (at max_length under
+                # early_stopping="never" with length_penalty > 0), against the worst finished hypothesis.
+                best_length = (max_length if never_early else cur_len) - prompt_length
+                best_running = running_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
+                worst_finished = finished_scores.min(dim=1, keepdim=True)[0]  # (B, 1)
+                improvable = improvable & (~slots_full | (best_running > worst_finished))
+                if (stop_when_full and bool(slots_full.all())) or not bool(improvable.any()):
+                    break
+            state.reorder_cache((parents + beam_offset).view(-1))
+            logits, state = self._next_decoding_step(next_tokens.reshape(-1), state, output_layer)
+
+        returned = generation_config.num_return_sequences
+        length = prompt_length + int(finished_lengths[:, :returned].max())
+        return finished[:, :returned].reshape(batch_size * returned, max_length)[:, :length]
 
 
 __all__ = [

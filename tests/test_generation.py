@@ -1,8 +1,11 @@
-"""generate() through transformers' GenerationMixin equals plain reference searches written here."""
+"""generate() equals plain reference searches written here; the model's own search loops equal GenerationMixin's."""
 
 import pytest
 import torch
 from helpers import random_batch, tiny_model
+from transformers import GenerationMixin, StoppingCriteria, StoppingCriteriaList
+
+from hf_seqkd import LSTMSeq2SeqForConditionalGeneration
 
 
 def reference_greedy(model, input_ids, max_length):
@@ -154,3 +157,94 @@ def test_sampling_is_reproducible_and_respects_top_k():
     torch.manual_seed(1)
     several = model.generate(**kwargs, num_return_sequences=3)
     assert several.shape[0] == 9
+
+
+def generation_mixin_loops(monkeypatch):
+    """Makes the model's generate() run GenerationMixin's own search loops instead of the model's."""
+    monkeypatch.setattr(LSTMSeq2SeqForConditionalGeneration, "_sample", GenerationMixin._sample)
+    monkeypatch.setattr(LSTMSeq2SeqForConditionalGeneration, "_beam_search", GenerationMixin._beam_search)
+
+
+SEARCHES = [
+    dict(num_beams=1),
+    dict(num_beams=1, min_new_tokens=4, no_repeat_ngram_size=2),
+    dict(num_beams=4, num_return_sequences=4, length_penalty=0.0, early_stopping="never"),
+    dict(num_beams=4, num_return_sequences=2, length_penalty=1.0, early_stopping=True),
+    dict(num_beams=3, length_penalty=1.0, early_stopping="never"),
+    dict(num_beams=3, length_penalty=0.6, early_stopping=False),
+    dict(num_beams=3, length_penalty=-0.5, early_stopping=False, min_new_tokens=3),
+    dict(num_beams=4, no_repeat_ngram_size=2, repetition_penalty=1.3),
+]
+
+
+@pytest.mark.parametrize("batch_size", [3, 5])  # 3 x beams: transposed weight copies; 5 x beams > 8 rows: as stored
+@pytest.mark.parametrize("search", SEARCHES, ids=lambda search: "-".join(f"{k}={v}" for k, v in search.items()))
+def test_model_search_loops_give_generation_mixins_tokens(search, batch_size, monkeypatch):
+    """The model's own `_sample` / `_beam_search` (issue 17) return what GenerationMixin's loops return."""
+    ended_early = 0
+    for seed in range(3):
+        model = tiny_model(seed=seed)
+        input_ids, attention_mask = random_batch(batch_size=batch_size, seed=seed + 10)
+        # EOS: a token that greedy search emits third in row 0, so that hypotheses of several lengths occur.
+        eos = int(model.generate(input_ids=input_ids, attention_mask=attention_mask, max_length=4)[0, 3])
+        model.config.eos_token_id = model.generation_config.eos_token_id = eos
+        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, max_length=9, **search)
+        with monkeypatch.context() as patch:
+            patch.setattr(GenerationMixin, "_sample", fail_if_called)
+            patch.setattr(GenerationMixin, "_beam_search", fail_if_called)
+            own = model.generate(**kwargs)
+        with monkeypatch.context() as patch:
+            generation_mixin_loops(patch)
+            expected = model.generate(**kwargs)
+        assert own.shape == expected.shape and torch.equal(own, expected), (seed, own, expected)
+        ended_early += int((own[:, 1:-1] == eos).any())
+    assert ended_early, "the searches should exercise hypotheses that end before max_length"
+
+
+def fail_if_called(*args, **kwargs):
+    raise AssertionError("GenerationMixin's loop ran where the model's own should have")
+
+
+def test_model_sampling_loop_draws_what_generation_mixins_draws(monkeypatch):
+    model = tiny_model(seed=8)
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, do_sample=True, max_new_tokens=8, top_k=20)
+    torch.manual_seed(0)
+    own = model.generate(**kwargs, num_return_sequences=2)
+    generation_mixin_loops(monkeypatch)
+    torch.manual_seed(0)
+    assert torch.equal(own, model.generate(**kwargs, num_return_sequences=2))
+
+
+class StopAfterFour(StoppingCriteria):
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 4, dtype=torch.bool)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(return_dict_in_generate=True, output_scores=True),
+        dict(stopping_criteria=StoppingCriteriaList([StopAfterFour()])),
+        dict(use_cache=False),
+        "forward hook",
+    ],
+    ids=["return_dict", "own stopping criterion", "no cache", "forward hook"],
+)
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_searches_the_model_loops_do_not_cover_run_generation_mixins(extra, num_beams, monkeypatch):
+    model = tiny_model(seed=2)
+    input_ids, attention_mask = random_batch()
+    calls = []
+    for name in ("_sample", "_beam_search"):
+        original = getattr(GenerationMixin, name)
+        monkeypatch.setattr(
+            GenerationMixin,
+            name,
+            lambda *args, _original=original, **kwargs: calls.append(1) or _original(*args, **kwargs),
+        )
+    if extra == "forward hook":
+        model.register_forward_hook(lambda module, args, output: None)
+        extra = {}
+    model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_length=6, **extra)
+    assert calls == [1]

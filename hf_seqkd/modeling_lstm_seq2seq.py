@@ -15,7 +15,9 @@ Decoding runs one decoder step per new token. Everything that step needs travels
 LSTM (h, c), the input-feed vector h~_{t-1}, and the encoder memory with its keys W_a h_s, which are computed once per
 source. `generate()` of transformers hands that state back to `forward` (as `cache` from transformers 5.24, as
 `past_key_values` before) and calls `LSTMDecoderState.reorder_cache` during beam search; `_decoder_state_argument`
-and `DECODER_STATE_FIELD` are the one place that knows the two names.
+and `DECODER_STATE_FIELD` are the one place that knows the two names. Where a search asks for token ids only,
+`generate()` runs this model's own search loops (`_sample`, `_beam_search`: the same tokens as GenerationMixin's, with
+less bookkeeping per step), which call the decoder's one-token `step` directly.
 
 This file (with `configuration_lstm_seq2seq.py` and `sparse_weights.py`) is also what `save_pretrained` copies next
 to the weights for `trust_remote_code` loading, so it imports nothing else from hf_seqkd.

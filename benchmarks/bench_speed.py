@@ -8,8 +8,9 @@ steps. Batch 1 (how an interactive user translates): model 2x128, V = 4000, N = 
 
 Both toolkits run in this process, interleaved: every round times each (toolkit, search) once, and the table keeps
 each one's best round, so that a busy machine slows both alike. hf_seqkd is also timed through a bare loop of decoder
-steps (no GenerationMixin), and generate() is timed alone, on a model whose steps return stored logits without
-arithmetic (FixedLogitsModel): the bound that transformers' search machinery sets for any model. The roofline column
+steps (fixed length, no EOS bookkeeping), and generate() is timed alone, on a model whose steps return stored logits
+without arithmetic (FixedLogitsModel): what the search itself costs (the model's own search loops, or GenerationMixin's
+where a search falls back to them), a bound for the model through generate(). The roofline column
 is the arithmetic hf_seqkd performs per second (matrix products of the encoder, the decoder steps, attention and the
 output layer; 3x the forward for training) against this machine's rate for a 1024^3 product in the dtype hf_seqkd
 decodes in (float32 for training), at the same thread count.
@@ -20,6 +21,9 @@ Training always runs in float32.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py                     # all rows
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --rows 128x2-b1     # batch 1 only
+
+Run the batch-1 row in a process of its own when the peer's figure matters: after the batch-64 rows in the same
+process, OpenNMT-py decoded one sentence at half to two thirds of its own process's speed (hf_seqkd's did not move).
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_speed.py --dtype auto --peer_dtype bfloat16
 
 OpenNMT-py is measured when importable (see benchmarks/peers.py; e.g. run this script with the python of a venv
@@ -99,7 +103,7 @@ def hf_generate(model, batches, num_beams):
 
 @torch.inference_mode()
 def bare_search(model, input_ids, num_beams):
-    """The decoder step loop without GenerationMixin: fixed length, no EOS handling, same arithmetic per token."""
+    """The decoder step loop without generate(): fixed length, no EOS handling, same arithmetic per token."""
     batch_size, vocab = input_ids.shape[0], model.config.decoder_vocab_size
     encoder_outputs = model.get_encoder()(input_ids)
     if num_beams > 1:
@@ -128,8 +132,8 @@ def bare_search(model, input_ids, num_beams):
 class FixedLogitsModel(LSTMSeq2SeqForConditionalGeneration):
     """
     generate()'s own cost: the encoder runs, but each decoder step returns the same stored logits without any
-    arithmetic, so that the time is the search machinery of GenerationMixin alone. Its tokens/s bound what any model
-    can reach through generate() on this machine.
+    arithmetic, so that the time is the search alone (the model's own search loops, or GenerationMixin's where a
+    search falls back to them). Its tokens/s bound what the model can reach through generate() on this machine.
     """
 
     def forward(self, decoder_input_ids=None, encoder_outputs=None, attention_mask=None, **kwargs):

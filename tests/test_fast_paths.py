@@ -1,12 +1,20 @@
 """The decoder's fast paths equal the plain computation they replace (issue 17); no timing here."""
 
+import importlib
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import random_batch, tiny_model
 from torch import nn
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from hf_seqkd.modeling_lstm_seq2seq import DECODER_STATE_FIELD, _decoding_step_output, decoder_state
+from hf_seqkd.modeling_lstm_seq2seq import (
+    DECODER_STATE_FIELD,
+    LSTMSeq2SeqDecoder,
+    _decoding_step_output,
+    decoder_state,
+)
 
 
 def reference_decoder(decoder, input_ids, state):
@@ -246,3 +254,15 @@ def test_embedding_gates_are_precomputed_under_autograd_only(monkeypatch):
     assert calls == []
     torch.testing.assert_close(model(**kwargs).logits, no_grad)
     assert calls == [(3, 5, model.config.embedding_size)]
+
+
+def test_the_speed_benchmarks_search_alone_model_does_no_decoder_arithmetic(monkeypatch):
+    """`generate() alone` in benchmarks/bench_speed.py: the model's own search loops run on stored logits."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench_speed = importlib.import_module("bench_speed")
+    row = bench_speed.Row(hidden=16, layers=2, vocab=50, batch=2, sentences=2, beam_sentences=2)
+    model = bench_speed.fixed_logits_model(row)
+    monkeypatch.setattr(LSTMSeq2SeqDecoder, "step", lambda *args: pytest.fail("the decoder's step ran"))
+    for num_beams in (1, 5):
+        tokens = bench_speed.hf_generate(model, bench_speed.source_batches(row, 2), num_beams)
+        assert tokens == 2 * bench_speed.TARGET_LENGTH

@@ -195,3 +195,19 @@ def test_dtype_quality_benchmark_compares_float32_with_bfloat16():
         ["| beam 5", "bfloat16"],
     ]
     assert "4 test sentences, batch 64" in stdout
+
+
+def test_search_loop_benchmark_gives_generation_mixins_translations_on_real_sentences():
+    stdout = run(
+        [sys.executable, "benchmarks/bench_search_loops.py", "--model", "models/bible-es-en-teacher",
+         "--dataset_name", "bible_es_en", "--source_lang", "es", "--target_lang", "en", "--num_sentences", "6",
+         "--batch_sizes", "1", "4", "--rounds", "1"]
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in stdout.splitlines() if line.startswith(("| 1 |", "| 4 |"))]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("| 1", "greedy"),
+        ("| 1", "beam 5"),
+        ("| 4", "greedy"),
+        ("| 4", "beam 5"),
+    ]
+    assert all(row[-1] == "0 of 6 |" for row in rows), stdout

@@ -1036,7 +1036,12 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         limits = self._direct_search_limits(stopping_criteria, generation_config, synced_gpus, None, model_kwargs)
         eos_ids = generation_config._eos_token_tensor
         num_eos = eos_ids.shape[0] if eos_ids is not None else 0
-        if limits is None or generation_config.do_sample or (limits[1] is not None and limits[1].numel() > num_eos):
+        if (
+            limits is None
+            or generation_config.do_sample
+            or generation_config.low_memory
+            or (limits[1] is not None and limits[1].numel() > num_eos)
+        ):
             return super()._beam_search(
                 input_ids,
                 logits_processor=logits_processor,

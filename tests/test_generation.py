@@ -248,3 +248,22 @@ def test_searches_the_model_loops_do_not_cover_run_generation_mixins(extra, num_
         extra = {}
     model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_length=6, **extra)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_model_search_loops_continue_a_decoder_prompt_as_generation_mixin_does(num_beams, monkeypatch):
+    model = tiny_model(seed=1, eos_token_id=5)
+    input_ids, attention_mask = random_batch()
+    prompt = torch.tensor([[model.config.decoder_start_token_id, 7, 9]] * 3)  # forced first target tokens
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=prompt, num_beams=num_beams)
+    own = model.generate(**kwargs, max_length=10)
+    assert torch.equal(own[:, :3], prompt)
+    generation_mixin_loops(monkeypatch)
+    assert torch.equal(own, model.generate(**kwargs, max_length=10))
+
+
+def test_beam_search_options_generation_mixin_refuses_are_still_refused():
+    model = tiny_model()
+    input_ids, attention_mask = random_batch()
+    with pytest.raises(ValueError, match="low_memory"):
+        model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=3, low_memory=True)

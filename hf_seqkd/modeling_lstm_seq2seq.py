@@ -1028,10 +1028,12 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         has K finished hypotheses (True), when no running beam can still beat a finished one by transformers'
         heuristic (False: at its current length; "never": at max_length when length_penalty > 0), or at max_length.
 
-        Scores are computed with transformers' float32 arithmetic, so the same hypotheses win. What differs is the
-        bookkeeping: transformers updates the finished slots and its stopping heuristic on every step, pushing
-        candidates out with -1e9; here the slots are updated only on steps where a candidate among the first K ends,
-        and the heuristic only once some sentence has filled its K slots (before that it cannot stop a sentence).
+        Every score tensor is transformers' own, built by the same operations in the same order (the -1e9 that push
+        candidates out included), so that the same hypotheses win even where scores tie, which in bfloat16 happens
+        often (equal bfloat16 logits): `torch.topk` breaks ties by the layout of its input. What is left out is the
+        bookkeeping of token sequences: transformers gathers every candidate's and every finished hypothesis's whole
+        sequence on every step; here the running beams keep theirs, and the finished slots gather only on steps where
+        a candidate enters one.
         """
         limits = self._direct_search_limits(stopping_criteria, generation_config, synced_gpus, None, model_kwargs)
         eos_ids = generation_config._eos_token_tensor
@@ -1052,12 +1054,12 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             )
         max_length, stop_ids = limits
         num_beams, length_penalty = generation_config.num_beams, generation_config.length_penalty
-        stop_when_full = generation_config.early_stopping is True
-        never_early = generation_config.early_stopping == "never" and length_penalty > 0.0
+        early_stopping = generation_config.early_stopping
         flat_size, prompt_length = input_ids.shape
         batch_size, device = flat_size // num_beams, input_ids.device
         # With E EOS ids, (1 + E) K candidates leave at least K that do not end.
         keep = max(2, 1 + num_eos) * num_beams
+        may_finish = torch.arange(keep, device=device) < num_beams  # (2K,) only the first K can finish
         # After a hypothesis ends: transformers' filler, the padding id (the first EOS id where padding is id 0).
         filler = int((generation_config._pad_token_tensor or eos_ids[0]) if eos_ids is not None else -1)
         beam_offset = torch.arange(batch_size, device=device)[:, None] * num_beams  # (B, 1)
@@ -1070,7 +1072,6 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         finished_scores = torch.full((batch_size, num_beams), -1e9, device=device)  # (B, K)
         finished_lengths = torch.zeros(batch_size, num_beams, dtype=torch.long, device=device)  # tokens generated
         is_finished = torch.zeros(batch_size, num_beams, dtype=torch.bool, device=device)  # the slot is taken
-        slots_full = torch.zeros(batch_size, 1, dtype=torch.bool, device=device)  # (B, 1) every slot taken
         improvable = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # a running beam may still win
 
         logits, state = self._first_decoding_step(input_ids, model_kwargs)
@@ -1086,59 +1087,63 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             )
             top_scores, top_indices = torch.topk(log_probs, k=keep)  # (B, 2K), best first
             source_beams, tokens = top_indices // vocab_size, top_indices % vocab_size  # (B, 2K) each
-            last_step = cur_len + 1 >= max_length
-            ends = torch.isin(tokens, stop_ids) if stop_ids is not None and not last_step else None  # (B, 2K)
-            some_end = ends is not None and bool(ends.any())
+            if cur_len + 1 >= max_length:
+                ends = torch.ones_like(tokens, dtype=torch.bool)
+            elif stop_ids is not None:
+                ends = torch.isin(tokens, stop_ids)  # (B, 2K)
+            else:
+                ends = torch.zeros_like(tokens, dtype=torch.bool)
 
-            if last_step or (some_end and bool(ends[:, :num_beams].any())):
-                # Candidates among the first K that end take a finished slot if they beat its hypothesis; none
-                # enters a sentence whose slots are all taken under early_stopping=True, or that cannot improve.
-                ending = ends[:, :num_beams] if not last_step else torch.ones_like(is_finished)  # (B, K)
-                accepted = ending & improvable & ~(slots_full & stop_when_full)  # (B, K)
-                ending_scores = top_scores[:, :num_beams] / ((cur_len + 1 - prompt_length) ** length_penalty)
-                ending_scores = ending_scores.masked_fill(~accepted, float("-inf"))
+            # The K best candidates that do not end continue.
+            continuing_scores = top_scores + ends.to(torch.float32) * -1.0e9  # (B, 2K)
+            next_beams = torch.topk(continuing_scores, k=num_beams)[1]  # (B, K)
+            next_running_scores = torch.take_along_dim(continuing_scores, next_beams, dim=1)
+            parents = torch.take_along_dim(source_beams, next_beams, dim=1)
+            next_tokens = torch.take_along_dim(tokens, next_beams, dim=1)
+
+            # Those among the first K that end compete with the finished hypotheses for the K slots; a sentence whose
+            # slots are all taken under early_stopping=True, or that cannot improve, takes none.
+            just_finished = ends & may_finish  # (B, 2K)
+            ending_scores = top_scores / ((cur_len + 1 - prompt_length) ** length_penalty)
+            slots_full = torch.all(is_finished, dim=-1, keepdim=True) & (early_stopping is True)  # (B, 1)
+            ending_scores += slots_full.to(torch.float32) * -1.0e9
+            ending_scores += (~improvable).to(torch.float32) * -1.0e9
+            ending_scores += (~just_finished) * -1.0e9
+            merged_scores = torch.cat([finished_scores, ending_scores], dim=1)  # (B, 3K)
+            best = torch.topk(merged_scores, k=num_beams)[1]  # (B, K)
+            finished_scores = torch.take_along_dim(merged_scores, best, dim=1)
+            is_finished = torch.take_along_dim(torch.cat([is_finished, just_finished], dim=1), best, dim=1)
+            ending_lengths = torch.full_like(tokens, cur_len + 1 - prompt_length)  # (B, 2K)
+            finished_lengths = torch.take_along_dim(torch.cat([finished_lengths, ending_lengths], 1), best, dim=1)
+            if bool((best >= num_beams).any()):  # a candidate took a slot: gather the sequences
                 candidates = torch.cat(
                     [
-                        torch.take_along_dim(running, source_beams[:, :num_beams, None], dim=1),
-                        tokens[:, :num_beams, None],
-                        running.new_full((batch_size, num_beams, max_length - cur_len - 1), filler),
+                        torch.take_along_dim(running, source_beams[:, :, None], dim=1),
+                        tokens[:, :, None],
+                        running.new_full((batch_size, keep, max_length - cur_len - 1), filler),
                     ],
                     dim=-1,
-                )  # (B, K, max_length)
-                merged_scores = torch.cat([finished_scores, ending_scores], dim=1)  # (B, 2K)
-                best = torch.topk(merged_scores, k=num_beams)[1]  # (B, K)
-                finished = torch.take_along_dim(torch.cat([finished, candidates], dim=1), best[:, :, None], dim=1)
-                finished_scores = torch.take_along_dim(merged_scores, best, dim=1)
-                ending_lengths = torch.full_like(finished_lengths, cur_len + 1 - prompt_length)
-                finished_lengths = torch.take_along_dim(torch.cat([finished_lengths, ending_lengths], 1), best, dim=1)
-                is_finished = torch.take_along_dim(torch.cat([is_finished, accepted], dim=1), best, dim=1)
-                slots_full = is_finished.all(dim=-1, keepdim=True)
-            if last_step:
-                break
+                )  # (B, 2K, max_length)
+                finished = torch.cat([finished, candidates], dim=1)
+            finished = torch.take_along_dim(finished, best[:, :, None], dim=1)  # (B, K, max_length)
 
-            if some_end:  # the K best that do not end continue (transformers' arithmetic: -1e9 for those that end)
-                continuing_scores = top_scores + ends.to(torch.float32) * -1.0e9  # (B, 2K)
-                next_beams = torch.topk(continuing_scores, k=num_beams)[1]  # (B, K)
-                running_scores = torch.take_along_dim(continuing_scores, next_beams, dim=1)
-                parents = torch.take_along_dim(source_beams, next_beams, dim=1)
-                next_tokens = torch.take_along_dim(tokens, next_beams, dim=1)
-            else:  # none ends: the first K continue
-                running_scores, parents = top_scores[:, :num_beams], source_beams[:, :num_beams]
-                next_tokens = tokens[:, :num_beams]
+            running_scores = next_running_scores
             running = torch.cat(
                 [torch.take_along_dim(running, parents[:, :, None], dim=1), next_tokens[:, :, None]], dim=-1
             )  # (B, K, t + 1)
             cur_len += 1
-
-            if bool(slots_full.any()):
-                # transformers' heuristic: the best running beam, at its current length (at max_length under
-                # early_stopping="never" with length_penalty > 0), against the worst finished hypothesis.
-                best_length = (max_length if never_early else cur_len) - prompt_length
-                best_running = running_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
-                worst_finished = finished_scores.min(dim=1, keepdim=True)[0]  # (B, 1)
-                improvable = improvable & (~slots_full | (best_running > worst_finished))
-                if (stop_when_full and bool(slots_full.all())) or not bool(improvable.any()):
-                    break
+            # transformers' stopping heuristic: the best running beam, at its current length (at max_length under
+            # early_stopping="never" with length_penalty > 0), against the worst finished hypothesis.
+            if early_stopping == "never" and length_penalty > 0.0:
+                best_length = max_length - prompt_length
+            else:
+                best_length = cur_len - prompt_length
+            best_running = running_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
+            worst_finished = torch.where(is_finished, torch.min(finished_scores, dim=1, keepdim=True)[0], -1.0e9)
+            improvable = improvable & torch.any(best_running > worst_finished, dim=-1, keepdim=True)  # (B, 1)
+            all_full = early_stopping is True and bool(torch.all(is_finished))
+            if all_full or not bool(torch.any(improvable)) or bool(torch.all(ends)):
+                break
             state.reorder_cache((parents + beam_offset).view(-1))
             logits, state = self._next_decoding_step(next_tokens.reshape(-1), state, output_layer)
 

@@ -177,13 +177,23 @@ SEARCHES = [
 ]
 
 
+def with_tied_scores(model):
+    """Tokens 50-99 get the output weights of tokens 0-49: every score has a twin, as bfloat16 logits often have."""
+    with torch.no_grad():
+        model.lm_head.weight[50:] = model.lm_head.weight[:50]
+        model.lm_head.bias[50:] = model.lm_head.bias[:50]
+    return model
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["", "tied scores"])
 @pytest.mark.parametrize("batch_size", [3, 5])  # 3 x beams: transposed weight copies; 5 x beams > 8 rows: as stored
 @pytest.mark.parametrize("search", SEARCHES, ids=lambda search: "-".join(f"{k}={v}" for k, v in search.items()))
-def test_model_search_loops_give_generation_mixins_tokens(search, batch_size, monkeypatch):
-    """The model's own `_sample` / `_beam_search` (issue 17) return what GenerationMixin's loops return."""
+def test_model_search_loops_give_generation_mixins_tokens(search, batch_size, ties, monkeypatch):
+    """The model's own `_sample` / `_beam_search` (issue 17) return what GenerationMixin's loops return, also where
+    scores tie (equal scores are ordered by `torch.topk`, so the same ones must be compared in the same layout)."""
     ended_early = 0
-    for seed in range(3):
-        model = tiny_model(seed=seed)
+    for seed in range(4):
+        model = with_tied_scores(tiny_model(seed=seed)) if ties else tiny_model(seed=seed)
         input_ids, attention_mask = random_batch(batch_size=batch_size, seed=seed + 10)
         # EOS: a token that greedy search emits third in row 0, so that hypotheses of several lengths occur.
         eos = int(model.generate(input_ids=input_ids, attention_mask=attention_mask, max_length=4)[0, 3])

@@ -973,7 +973,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         One token per row (B,) through the decoder's `step` (the state advances in place) and `output_layer` (from
         `_step_output_layer`, taken once per search): logits (B, V) and the state.
         """
-        attentional, _ = self.model.decoder.step(tokens, state)  # (B, H)
+        attentional, _ = self.model.decoder.step(tokens.to(state.memory.device), state)  # (B, H)
         return output_layer(attentional), state
 
     def _sample(
@@ -999,12 +999,15 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
                 **model_kwargs,
             )
         max_length, eos_ids = limits
+        device = input_ids.device
+        eos_ids = eos_ids.to(device) if eos_ids is not None else None
         pad_token_id = generation_config._pad_token_tensor
-        unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)  # (B,)
+        pad_token_id = pad_token_id.to(device) if pad_token_id is not None else None
+        unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)  # (B,)
         logits, state = self._first_decoding_step(input_ids, model_kwargs)
         output_layer = self._step_output_layer(state.step_weights.transposed)
         while True:
-            scores = logits_processor(input_ids, logits.to(copy=True, dtype=torch.float32))  # (B, V)
+            scores = logits_processor(input_ids, logits.to(copy=True, dtype=torch.float32, device=device))  # (B, V)
             if generation_config.do_sample:
                 next_tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
             else:
@@ -1053,6 +1056,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
                 **model_kwargs,
             )
         max_length, stop_ids = limits
+        stop_ids = stop_ids.to(input_ids.device) if stop_ids is not None else None
         num_beams, length_penalty = generation_config.num_beams, generation_config.length_penalty
         early_stopping = generation_config.early_stopping
         flat_size, prompt_length = input_ids.shape
@@ -1078,7 +1082,7 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         output_layer = self._step_output_layer(state.step_weights.transposed)
         cur_len = prompt_length
         while True:
-            log_probs = nn.functional.log_softmax(logits.to(dtype=torch.float32), dim=-1)  # (B * K, V)
+            log_probs = nn.functional.log_softmax(logits.to(dtype=torch.float32, device=device), dim=-1)  # (B * K, V)
             if logits_processor:
                 log_probs = logits_processor(running.reshape(flat_size, cur_len), log_probs)
             vocab_size = log_probs.shape[-1]

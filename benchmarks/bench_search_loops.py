@@ -19,7 +19,7 @@ from transformers import GenerationMixin
 
 from hf_seqkd.arguments import parse_args, setup_logging
 from hf_seqkd.data import DataArguments, load_parallel_dataset, source_and_target_texts
-from hf_seqkd.translation import load_translation_model, translate
+from hf_seqkd.translation import DTYPES, load_translation_model, translate
 from hf_seqkd.utils import describe_machine
 
 
@@ -33,6 +33,7 @@ class SearchLoopArguments:
         num_beams (`list[int]`): the searches (1 = greedy).
         batch_sizes (`list[int]`): sentences a generate() call.
         rounds (`int`): interleaved rounds; each measurement keeps its best.
+        dtype (`str`): the precision to decode in (in bfloat16, equal logits make tied scores common).
     """
 
     model: str = field(metadata={"help": "An LSTM model folder or Hub id."})
@@ -41,6 +42,7 @@ class SearchLoopArguments:
     num_beams: list[int] = field(default_factory=lambda: [1, 5], metadata={"help": "Searches (1: greedy)."})
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64], metadata={"help": "Sentences a generate() call."})
     rounds: int = field(default=2, metadata={"help": "Interleaved rounds; each measurement keeps its best."})
+    dtype: str = field(default="float32", metadata={"help": "Precision to decode in.", "choices": list(DTYPES)})
 
 
 class GenerationMixinLoops:
@@ -63,6 +65,7 @@ def main(args: list[str] | None = None) -> list[dict]:
     split = load_parallel_dataset(data_args)[bench_args.split]
     sources, _ = source_and_target_texts(split.select(range(min(bench_args.num_sentences, len(split)))), data_args)
     model, tokenizer = load_translation_model(bench_args.model)
+    model.to(DTYPES[bench_args.dtype])
     if "_beam_search" not in type(model).__dict__:
         raise ValueError(f"{bench_args.model} is a {type(model).__name__}, which has no search loops of its own.")
     rows = []
@@ -84,7 +87,8 @@ def main(args: list[str] | None = None) -> list[dict]:
                 {"batch_size": batch_size, "num_beams": num_beams, **best, "differ": differ, "sentences": len(sources)}
             )
     print(
-        f"{bench_args.model}, the first {len(sources)} {bench_args.split} sentences, {torch.get_num_threads()} "
+        f"{bench_args.model} in {bench_args.dtype}, the first {len(sources)} {bench_args.split} sentences, "
+        f"{torch.get_num_threads()} "
         f"thread(s), {describe_machine()}, transformers {transformers.__version__}; "
         f"words/s of generate(), best of {bench_args.rounds} interleaved rounds\n"
     )

@@ -197,11 +197,12 @@ def test_dtype_quality_benchmark_compares_float32_with_bfloat16():
     assert "4 test sentences, batch 64" in stdout
 
 
-def test_search_loop_benchmark_gives_generation_mixins_translations_on_real_sentences():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_search_loop_benchmark_gives_generation_mixins_translations_on_real_sentences(dtype):
     stdout = run(
         [sys.executable, "benchmarks/bench_search_loops.py", "--model", "models/bible-es-en-teacher",
          "--dataset_name", "bible_es_en", "--source_lang", "es", "--target_lang", "en", "--num_sentences", "6",
-         "--batch_sizes", "1", "4", "--rounds", "1"]
+         "--batch_sizes", "1", "4", "--rounds", "1", "--dtype", dtype]
     )  # fmt: skip
     rows = [line.split(" | ") for line in stdout.splitlines() if line.startswith(("| 1 |", "| 4 |"))]
     assert [(row[0], row[1]) for row in rows] == [

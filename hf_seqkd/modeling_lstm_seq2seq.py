@@ -1074,9 +1074,12 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         finished = running.new_full((batch_size, num_beams, max_length), filler)  # (B, K, max_length), best first
         finished[:, :, :prompt_length] = running  # an empty slot holds the prompt
         finished_scores = torch.full((batch_size, num_beams), -1e9, device=device)  # (B, K)
-        finished_lengths = torch.zeros(batch_size, num_beams, dtype=torch.long, device=device)  # tokens generated
-        is_finished = torch.zeros(batch_size, num_beams, dtype=torch.bool, device=device)  # the slot is taken
+        # Per slot, 2 x the tokens generated + whether it is taken (transformers' `is_sent_finished`), in one tensor
+        # so that one gather moves both.
+        slot_state = torch.zeros(batch_size, num_beams, dtype=torch.long, device=device)
+        is_finished = slot_state.bool()  # (B, K)
         improvable = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # a running beam may still win
+        all_improvable = True  # improvable.all(), known from the last step's stopping check
 
         logits, state = self._first_decoding_step(input_ids, model_kwargs)
         output_layer = self._step_output_layer(state.step_weights.transposed)
@@ -1091,7 +1094,8 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             )
             top_scores, top_indices = torch.topk(log_probs, k=keep)  # (B, 2K), best first
             source_beams, tokens = top_indices // vocab_size, top_indices % vocab_size  # (B, 2K) each
-            if cur_len + 1 >= max_length:
+            last_step = cur_len + 1 >= max_length
+            if last_step:  # the only step where every candidate ends (E EOS ids end at most E x K of the (1 + E) K)
                 ends = torch.ones_like(tokens, dtype=torch.bool)
             elif stop_ids is not None:
                 ends = torch.isin(tokens, stop_ids)  # (B, 2K)
@@ -1108,17 +1112,21 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             # Those among the first K that end compete with the finished hypotheses for the K slots; a sentence whose
             # slots are all taken under early_stopping=True, or that cannot improve, takes none.
             just_finished = ends & may_finish  # (B, 2K)
+            # (The first two -1e9 terms are all zeros unless early_stopping=True / some sentence cannot improve, and
+            # adding zeros changes no score: those steps skip them.)
             ending_scores = top_scores / ((cur_len + 1 - prompt_length) ** length_penalty)
-            slots_full = torch.all(is_finished, dim=-1, keepdim=True) & (early_stopping is True)  # (B, 1)
-            ending_scores += slots_full.to(torch.float32) * -1.0e9
-            ending_scores += (~improvable).to(torch.float32) * -1.0e9
+            if early_stopping is True:
+                slots_full = torch.all(is_finished, dim=-1, keepdim=True)  # (B, 1)
+                ending_scores += slots_full.to(torch.float32) * -1.0e9
+            if not all_improvable:
+                ending_scores += (~improvable).to(torch.float32) * -1.0e9
             ending_scores += (~just_finished) * -1.0e9
             merged_scores = torch.cat([finished_scores, ending_scores], dim=1)  # (B, 3K)
             best = torch.topk(merged_scores, k=num_beams)[1]  # (B, K)
             finished_scores = torch.take_along_dim(merged_scores, best, dim=1)
-            is_finished = torch.take_along_dim(torch.cat([is_finished, just_finished], dim=1), best, dim=1)
-            ending_lengths = torch.full_like(tokens, cur_len + 1 - prompt_length)  # (B, 2K)
-            finished_lengths = torch.take_along_dim(torch.cat([finished_lengths, ending_lengths], 1), best, dim=1)
+            ending_state = just_finished + 2 * (cur_len + 1 - prompt_length)  # (B, 2K)
+            slot_state = torch.take_along_dim(torch.cat([slot_state, ending_state], dim=1), best, dim=1)
+            is_finished = (slot_state & 1).bool()
             if bool((best >= num_beams).any()):  # a candidate took a slot: gather the sequences
                 candidates = torch.cat(
                     [
@@ -1145,14 +1153,16 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             best_running = running_scores[:, :1] / (best_length**length_penalty)  # (B, 1)
             worst_finished = torch.where(is_finished, torch.min(finished_scores, dim=1, keepdim=True)[0], -1.0e9)
             improvable = improvable & torch.any(best_running > worst_finished, dim=-1, keepdim=True)  # (B, 1)
+            num_improvable = int(improvable.sum())
+            all_improvable = num_improvable == batch_size
             all_full = early_stopping is True and bool(torch.all(is_finished))
-            if all_full or not bool(torch.any(improvable)) or bool(torch.all(ends)):
+            if all_full or num_improvable == 0 or last_step:
                 break
             state.reorder_cache((parents + beam_offset).view(-1))
             logits, state = self._next_decoding_step(next_tokens.reshape(-1), state, output_layer)
 
         returned = generation_config.num_return_sequences
-        length = prompt_length + int(finished_lengths[:, :returned].max())
+        length = prompt_length + int(slot_state[:, :returned].max()) // 2
         return finished[:, :returned].reshape(batch_size * returned, max_length)[:, :length]
 
 

@@ -1033,10 +1033,10 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
 
         Every score tensor is transformers' own, built by the same operations in the same order (the -1e9 that push
         candidates out included), so that the same hypotheses win even where scores tie, which in bfloat16 happens
-        often (equal bfloat16 logits): `torch.topk` breaks ties by the layout of its input. What is left out is the
-        bookkeeping of token sequences: transformers gathers every candidate's and every finished hypothesis's whole
-        sequence on every step; here the running beams keep theirs, and the finished slots gather only on steps where
-        a candidate enters one.
+        often (equal bfloat16 logits): `torch.topk` breaks ties by the layout of its input. What is left out is most of
+        the bookkeeping of token sequences: transformers builds every candidate's whole sequence on every step; here
+        candidates' sequences are built only on steps where one enters a finished slot, and -1e9 terms that are all
+        zeros (early_stopping not True; every sentence still able to improve) are not added.
         """
         limits = self._direct_search_limits(stopping_criteria, generation_config, synced_gpus, None, model_kwargs)
         eos_ids = generation_config._eos_token_tensor

@@ -212,3 +212,16 @@ def test_search_loop_benchmark_gives_generation_mixins_translations_on_real_sent
         ("| 4", "beam 5"),
     ]
     assert all(row[-1] == "0 of 6 |" for row in rows), stdout
+
+
+def test_batch1_floor_benchmark_prints_both_searches_and_their_bounds():
+    stdout = run(
+        [sys.executable, "benchmarks/bench_batch1_floor.py", "--no_peers", "--sentences", "1", "--repeats", "3"]
+    )
+    rows = [line.split(" | ") for line in stdout.splitlines() if line.startswith(("| greedy", "| beam 5"))]
+    assert [row[0] for row in rows] == ["| greedy", "| beam 5"], stdout
+    for row in rows:
+        per_call, search, step, products = row[4:8]
+        assert per_call.endswith(" ms") and all(cell.endswith(" us") for cell in (search, step, products))
+        # Without a peer the bounds are tokens/s alone; a sentence of 30 tokens costs more than 1 ms here.
+        assert all(1 < float(cell.rstrip(" |").replace(",", "")) < 30_000 for cell in (row[2], row[8], row[9]))

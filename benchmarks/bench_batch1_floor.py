@@ -30,7 +30,15 @@ import torch
 import transformers
 
 try:  # run as `python benchmarks/bench_batch1_floor.py`
-    from bench_speed import ROWS, TARGET_LENGTH, build_model, fixed_logits_model, hf_generate, source_batches
+    from bench_speed import (
+        ROWS,
+        TARGET_LENGTH,
+        build_model,
+        fixed_logits_model,
+        hf_generate,
+        interleaved_best_rates,
+        source_batches,
+    )
     from peers import OpenNMTPeer, load_opennmt
 except ImportError:  # imported as benchmarks.bench_batch1_floor
     from benchmarks.bench_speed import (
@@ -39,13 +47,14 @@ except ImportError:  # imported as benchmarks.bench_batch1_floor
         build_model,
         fixed_logits_model,
         hf_generate,
+        interleaved_best_rates,
         source_batches,
     )
     from benchmarks.peers import OpenNMTPeer, load_opennmt
 
 
 def seconds_per_call(fn, repeats: int, rounds: int = 5) -> float:
-    """Best over `rounds` of the mean time of `repeats` calls (warm up first where it matters)."""
+    """Best over `rounds` of the mean time of `repeats` calls (warm up first)."""
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
@@ -120,20 +129,17 @@ def main():
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for num_beams in (1, 5):
-        # OpenNMT-py and generate() interleaved, best of 3 rounds each, so that a busy machine slows both alike.
+        # OpenNMT-py and generate() interleaved, best of 3 rounds each (after a warm-up), as in bench_speed.py.
         runs = {"hf": lambda n=num_beams: hf_generate(model, batches, n)}
         if peer:
             runs["peer"] = lambda n=num_beams: peer.translate_all(batches, n, TARGET_LENGTH)
-        best = {key: float("inf") for key in runs}
-        for key, run in runs.items():
-            run()  # warm-up
-        for _ in range(3):
-            for key, run in runs.items():
-                best[key] = min(best[key], seconds_per_call(run, 1, rounds=1) / args.sentences)
-        hf, peer_seconds = best["hf"], best.get("peer")
-        _generate(floor_model, first_sentence, num_beams, TARGET_LENGTH)  # warm-up
-        per_call = seconds_per_call(lambda n=num_beams: _generate(floor_model, first_sentence, n, 1), 20)
-        whole = seconds_per_call(lambda n=num_beams: _generate(floor_model, first_sentence, n, TARGET_LENGTH), 10)
+        for run in runs.values():
+            run()
+        seconds = {key: TARGET_LENGTH / rate for key, rate in interleaved_best_rates(runs, 3).items()}  # a sentence
+        hf, peer_seconds = seconds["hf"], seconds.get("peer")
+        hf_generate(floor_model, first_sentence, num_beams)  # warm-up
+        per_call = seconds_per_call(lambda n=num_beams: hf_generate(floor_model, first_sentence, n, length=1), 20)
+        whole = seconds_per_call(lambda n=num_beams: hf_generate(floor_model, first_sentence, n), 10)
         search = (whole - per_call) / (TARGET_LENGTH - 1)
         step = step_seconds(model, num_beams, batches[0], args.repeats)
         products = products_per_step(model, num_beams, batches[0].shape[1], args.repeats)
@@ -155,14 +161,6 @@ def main():
         ]
         print("| " + " | ".join(cells) + " |", flush=True)
     print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
-
-
-def _generate(model, batches, num_beams, tokens):
-    """generate() of exactly `tokens` tokens per sentence (no EOS), as bench_speed.hf_generate."""
-    for input_ids in batches:
-        model.generate(
-            input_ids=input_ids, num_beams=num_beams, max_length=tokens + 1, eos_token_id=None, do_sample=False
-        )
 
 
 if __name__ == "__main__":

@@ -91,9 +91,9 @@ def source_batches(row: Row, num_sentences: int):
     return [ids[i : i + row.batch] for i in range(0, num_sentences, row.batch)]
 
 
-def hf_generate(model, batches, num_beams):
-    # No EOS id: every hypothesis runs exactly TARGET_LENGTH steps without a min-length logits processor.
-    kwargs = dict(num_beams=num_beams, max_length=TARGET_LENGTH + 1, eos_token_id=None, do_sample=False)
+def hf_generate(model, batches, num_beams, length=TARGET_LENGTH):
+    # No EOS id: every hypothesis runs exactly `length` steps without a min-length logits processor.
+    kwargs = dict(num_beams=num_beams, max_length=length + 1, eos_token_id=None, do_sample=False)
     tokens = 0
     for input_ids in batches:
         out = model.generate(input_ids=input_ids, **kwargs)
@@ -184,6 +184,20 @@ def training_batch(row: Row):
     input_ids = torch.randint(4, row.vocab, (row.batch, SOURCE_LENGTH), generator=generator)
     labels = torch.randint(4, row.vocab, (row.batch, TARGET_LENGTH), generator=generator)
     return input_ids, labels
+
+
+def interleaved_best_rates(runs: dict, rounds: int) -> dict:
+    """
+    Tokens/s of each run (a function returning the tokens it made), best of `rounds` rounds, each round timing every
+    run once in turn, so that a busy machine slows all alike.
+    """
+    best = {}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            tokens = run()
+            best[key] = max(best.get(key, 0.0), tokens / (time.perf_counter() - start))
+    return best
 
 
 def time_training(step, tokens_per_step, steps=10, warmup=2):
@@ -311,18 +325,13 @@ def main():
                 runs["floor"] = lambda: hf_generate(floor_model, batches, num_beams)
             if peer:
                 runs["peer"] = lambda: peer.translate_all(batches, num_beams, TARGET_LENGTH)
-            best = {}
             warm_up = [batches[0][:2]]
             hf_generate(model, warm_up, num_beams)
             hf_bare(model, warm_up, num_beams)
             hf_generate(floor_model, warm_up, num_beams)
             if peer:
                 peer.translate_all(warm_up, num_beams, TARGET_LENGTH)
-            for _ in range(args.rounds):
-                for key, run in runs.items():
-                    start = time.perf_counter()
-                    tokens = run()
-                    best[key] = max(best.get(key, 0.0), tokens / (time.perf_counter() - start))
+            best = interleaved_best_rates(runs, args.rounds)
             search = "greedy" if num_beams == 1 else f"beam {num_beams}"
             if num_beams > 1 and row.beam_sentences != row.sentences:
                 search += f" (N={row.beam_sentences})"

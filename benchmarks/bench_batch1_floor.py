@@ -30,27 +30,13 @@ import torch
 import transformers
 
 try:  # run as `python benchmarks/bench_batch1_floor.py`
-    from bench_speed import (
-        ROWS,
-        TARGET_LENGTH,
-        build_model,
-        fixed_logits_model,
-        hf_generate,
-        interleaved_best_rates,
-        source_batches,
-    )
+    import bench_speed
     from peers import OpenNMTPeer, load_opennmt
 except ImportError:  # imported as benchmarks.bench_batch1_floor
-    from benchmarks.bench_speed import (
-        ROWS,
-        TARGET_LENGTH,
-        build_model,
-        fixed_logits_model,
-        hf_generate,
-        interleaved_best_rates,
-        source_batches,
-    )
+    from benchmarks import bench_speed
     from benchmarks.peers import OpenNMTPeer, load_opennmt
+
+TARGET_LENGTH = bench_speed.TARGET_LENGTH
 
 
 def seconds_per_call(fn, repeats: int, rounds: int = 5) -> float:
@@ -109,11 +95,11 @@ def main():
     parser.add_argument("--no_peers", action="store_true", help="Skip OpenNMT-py even when it is installed.")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    row = ROWS["128x2-b1"]
+    row = bench_speed.ROWS["128x2-b1"]
     onmt = None if args.no_peers else load_opennmt()
-    model, floor_model = build_model(row), fixed_logits_model(row)
+    model, floor_model = bench_speed.build_model(row), bench_speed.fixed_logits_model(row)
     peer = OpenNMTPeer(onmt, row.hidden, row.layers, row.vocab) if onmt else None
-    batches = source_batches(row, args.sentences)
+    batches = bench_speed.source_batches(row, args.sentences)
     first_sentence = [batches[0]]
     load = os.getloadavg()[0]
     print(
@@ -130,16 +116,20 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for num_beams in (1, 5):
         # OpenNMT-py and generate() interleaved, best of 3 rounds each (after a warm-up), as in bench_speed.py.
-        runs = {"hf": lambda n=num_beams: hf_generate(model, batches, n)}
+        runs = {"hf": lambda n=num_beams: bench_speed.hf_generate(model, batches, n)}
         if peer:
             runs["peer"] = lambda n=num_beams: peer.translate_all(batches, n, TARGET_LENGTH)
         for run in runs.values():
             run()
-        seconds = {key: TARGET_LENGTH / rate for key, rate in interleaved_best_rates(runs, 3).items()}  # a sentence
+        rates = bench_speed.interleaved_best_rates(runs, 3)
+        seconds = {key: TARGET_LENGTH / rate for key, rate in rates.items()}  # per sentence
         hf, peer_seconds = seconds["hf"], seconds.get("peer")
-        hf_generate(floor_model, first_sentence, num_beams)  # warm-up
-        per_call = seconds_per_call(lambda n=num_beams: hf_generate(floor_model, first_sentence, n, length=1), 20)
-        whole = seconds_per_call(lambda n=num_beams: hf_generate(floor_model, first_sentence, n), 10)
+        def floor_generate(length, n=num_beams):
+            return bench_speed.hf_generate(floor_model, first_sentence, n, length)
+
+        floor_generate(TARGET_LENGTH)  # warm-up
+        per_call = seconds_per_call(lambda: floor_generate(1), 20)
+        whole = seconds_per_call(lambda: floor_generate(TARGET_LENGTH), 10)
         search = (whole - per_call) / (TARGET_LENGTH - 1)
         step = step_seconds(model, num_beams, batches[0], args.repeats)
         products = products_per_step(model, num_beams, batches[0].shape[1], args.repeats)

@@ -1,4 +1,4 @@
-"""How fast generate() could translate one sentence at a time on this machine, and what OpenNMT-py does in the same run.
+"""How fast generate() could translate one sentence at a time on this machine, and OpenNMT-py in the same run.
 
 The batch-1 row of bench_speed.py (2x128, V = 4000, 30 random source ids -> exactly 30 target tokens, one thread),
 taken apart. For greedy search and beam 5, per sentence:
@@ -80,7 +80,7 @@ def products_per_step(model, rows: int, source_length: int, repeats: int) -> flo
 
 @torch.inference_mode()
 def step_seconds(model, rows: int, source_ids: torch.Tensor, repeats: int) -> float:
-    """Seconds of the real decoding step (decoder `step` + output layer) at `rows` rows, as the search loops call it."""
+    """Seconds of the real decoding step (decoder `step` + output layer) at `rows` rows, as the search loops run it."""
     encoder_outputs = model.get_encoder()(source_ids.expand(rows, -1))
     state = model.model.decoder.init_state(encoder_outputs, torch.ones_like(source_ids.expand(rows, -1)))
     output_layer = model._step_output_layer(state.step_weights.transposed)
@@ -103,12 +103,15 @@ def main():
     first_sentence = [batches[0]]
     load = os.getloadavg()[0]
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread; torch {torch.__version__}, "
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread; "
+        f"torch {torch.__version__}, "
         f"transformers {transformers.__version__}, OpenNMT-py {onmt.__version__ if onmt else 'not installed'}; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
         f"load average before {load:.2f}"
     )
-    print(f"# {row.hidden}x{row.layers}, V = {row.vocab}, batch 1, {TARGET_LENGTH} target tokens; times per sentence\n")
+    print(
+        f"# {row.hidden}x{row.layers}, V = {row.vocab}, batch 1, {TARGET_LENGTH} target tokens; times per sentence\n"
+    )
     print(
         "| search | OpenNMT-py tokens/s | generate() tokens/s | ratio | generate() per call | search per token | step "
         "| products | bound, free search (ratio) | bound, products only (ratio) |"
@@ -124,6 +127,7 @@ def main():
         rates = bench_speed.interleaved_best_rates(runs, 3)
         seconds = {key: TARGET_LENGTH / rate for key, rate in rates.items()}  # per sentence
         hf, peer_seconds = seconds["hf"], seconds.get("peer")
+
         def floor_generate(length, n=num_beams):
             return bench_speed.hf_generate(floor_model, first_sentence, n, length)
 

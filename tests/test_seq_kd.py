@@ -160,7 +160,9 @@ def assert_same_rows(distilled, reference):
     """Same rows, translations and ids exactly; the teacher's log-probabilities to float32 rounding, because shards
     batch other sentences together than one pass does, and some CPUs' kernels round differently per matrix shape."""
     rows, expected = distilled.to_list(), reference.to_list()
-    assert [{**row, "teacher_log_prob": None} for row in rows] == [{**row, "teacher_log_prob": None} for row in expected]
+    assert [{**row, "teacher_log_prob": None} for row in rows] == [
+        {**row, "teacher_log_prob": None} for row in expected
+    ]
     assert [row["teacher_log_prob"] for row in rows] == pytest.approx(
         [row["teacher_log_prob"] for row in expected], rel=1e-5
     )

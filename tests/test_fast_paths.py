@@ -239,6 +239,30 @@ def test_small_searches_run_on_one_thread_and_restore_the_thread_count(monkeypat
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_the_search_loops_run_untracked_and_return_ordinary_tensors(monkeypatch, num_beams):
+    """The model's own loops run under inference mode; what generate() returns can still be changed in place, and the
+    model still trains afterwards (the transposed weight copies made in the search are not parameters)."""
+    model = tiny_model(seed=5)
+    input_ids, attention_mask = random_batch(batch_size=2)
+    modes = []
+    step = type(model)._next_decoding_step
+    monkeypatch.setattr(
+        type(model),
+        "_next_decoding_step",
+        lambda self, *a: modes.append(torch.is_inference_mode_enabled()) or step(self, *a),
+    )
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_new_tokens=4)
+    sequences = model.generate(**kwargs)
+    assert modes and all(modes)
+    assert not sequences.is_inference()
+    sequences[:, 0] = model.config.pad_token_id  # in place, outside inference mode
+    model.train()
+    loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=sequences[:, 1:].contiguous()).loss
+    loss.backward()
+    assert model.lm_head.weight.grad is not None
+
+
 def test_embedding_gates_are_precomputed_under_autograd_only(monkeypatch):
     """Without autograd every step multiplies B rows whatever the target length, so a row's numbers do not depend on
     how long the other targets of its batch are (sharded Seq-KD equals one pass exactly)."""

@@ -225,3 +225,29 @@ def test_batch1_floor_benchmark_prints_both_searches_and_their_bounds():
         assert per_call.endswith(" ms") and all(cell.endswith(" us") for cell in (search, step, products))
         # Without a peer the bounds are tokens/s alone; a sentence of 30 tokens costs more than 1 ms here.
         assert all(1 < float(cell.rstrip(" |").replace(",", "")) < 30_000 for cell in (row[2], row[8], row[9]))
+
+
+def test_inference_mode_benchmark_times_the_loops_with_and_without_it(monkeypatch):
+    """Arm A runs the model's loops outside inference mode, arm B as they are; the class is restored after each."""
+    from benchmarks import bench_inference_mode
+
+    model_class = LSTMSeq2SeqForConditionalGeneration
+    loops = {name: model_class.__dict__[name] for name in bench_inference_mode.LOOPS}
+    modes = []
+    step = model_class._next_decoding_step
+    monkeypatch.setattr(
+        model_class,
+        "_next_decoding_step",
+        lambda self, *a: modes.append(torch.is_inference_mode_enabled()) or step(self, *a),
+    )
+    row = bench_inference_mode.bench_speed.ROWS["128x2-b1"]
+    model = bench_inference_mode.bench_speed.build_model(row)
+    batches = bench_inference_mode.bench_speed.source_batches(row, 1)
+    steps = bench_inference_mode.bench_speed.TARGET_LENGTH - 1
+    seconds = bench_inference_mode.paired_rounds(model, batches, num_beams=1, rounds=1)
+    assert len(seconds["A"]) == len(seconds["B"]) == 1
+    assert modes == ([False] * steps + [True] * steps) * 2  # warm-up round, then the timed one
+    assert {name: model_class.__dict__[name] for name in loops} == loops
+    results = bench_inference_mode.main(["--sentences", "1", "--rounds", "2"])
+    assert [result["num_beams"] for result in results] == [1, 5]
+    assert all(result["with"] > 0 and result["without"] > 0 for result in results)

@@ -946,8 +946,8 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
     # looks both up on the model's class, so this model runs its own where a search asks for nothing but token ids
     # (`_direct_search_limits` says when): the same first forward, then the decoder's step called directly, the
     # same arithmetic and selection rules, hence the same tokens; the tests compare the two on every search option.
-    # Anything else (scores or attentions returned, a streamer, custom stopping criteria, hooks on the model, a
-    # decoder with replaced parts) goes to GenerationMixin's loops unchanged.
+    # Anything else (scores or attentions returned, a streamer, custom stopping criteria, hooks on the model or a
+    # `forward` replaced on it, a decoder with replaced parts) goes to GenerationMixin's loops unchanged.
 
     _direct_search_model_kwargs = frozenset(
         {"attention_mask", "encoder_outputs", "use_cache", "output_attentions", "output_hidden_states"}
@@ -967,6 +967,11 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
             return None
         if self._forward_hooks or self._forward_pre_hooks or nn.modules.module._global_forward_hooks:
             return None  # generate() calls the model, hooks included, on every step
+        if "forward" in self.__dict__:
+            # `forward` replaced on this model object, e.g. by Accelerate's mixed precision (`prepare` wraps it in
+            # autocast: the `Trainer(bf16=True)` evaluations): every step must go through it, or the first step's
+            # bfloat16 state meets float32 steps.
+            return None
         if nn.modules.module._global_forward_pre_hooks or self.model.decoder.decoding_step_weights(False) is None:
             return None
         max_lengths, eos_ids = [], []

@@ -277,3 +277,24 @@ def test_beam_search_options_generation_mixin_refuses_are_still_refused():
     input_ids, attention_mask = random_batch()
     with pytest.raises(ValueError, match="low_memory"):
         model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=3, low_memory=True)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_model_prepared_for_bf16_mixed_precision_generates_through_its_wrapped_forward(num_beams):
+    """Accelerate's mixed precision (what `Trainer(bf16=True)` does) wraps the model object's `forward` in autocast; a
+    search that called the decoder's step directly after a first step through it mixed bfloat16 and float32."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    model = tiny_model(seed=3).eval()
+    input_ids, attention_mask = random_batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams, max_new_tokens=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what every step runs under, once wrapped
+        expected = model.generate(**kwargs)
+    try:
+        prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare(model)
+        assert "forward" in prepared.__dict__
+        assert torch.equal(prepared.generate(**kwargs), expected)
+    finally:  # the process-wide state would refuse the later tests' Trainers (mixed precision "no")
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()

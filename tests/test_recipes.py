@@ -251,3 +251,31 @@ def test_inference_mode_benchmark_times_the_loops_with_and_without_it(monkeypatc
     results = bench_inference_mode.main(["--sentences", "1", "--rounds", "2"])
     assert [result["num_beams"] for result in results] == [1, 5]
     assert all(result["with"] > 0 and result["without"] > 0 for result in results)
+
+
+def gpu_check_report(tmp_path, sections):
+    """benchmarks/gpu_check.py at its smoke sizes on the CPU: the report, which must record no failure."""
+    out = tmp_path / "gpu_check.md"
+    run(
+        [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--smoke", "--sections", *sections]
+        + ["--out", str(out)]
+    )
+    report = out.read_text()
+    assert "FAILED" not in report, report
+    return report
+
+
+def test_gpu_check_decodes_with_both_loops_alike_and_measures_speed(tmp_path):
+    report = gpu_check_report(tmp_path, ["1", "4"])
+    decoding = [line.split(" | ") for line in report.splitlines() if line.startswith(("| fp32 | ", "| bf16 | "))]
+    mixin_rows = [row for row in decoding if row[2] == "GenerationMixin"]
+    assert len(mixin_rows) == 4 and all(row[-1].rstrip(" |") == "0" for row in mixin_rows), report
+    assert "_Section 1: done" in report and "_Section 4: done" in report
+    assert "student 2x50 greedy / teacher beam 5" in report
+
+
+@pytest.mark.slow
+def test_gpu_check_distils_and_trains_in_bfloat16(tmp_path):
+    report = gpu_check_report(tmp_path, ["2", "3"])
+    assert "_Section 2: done" in report and "_Section 3: done" in report
+    assert '"bf16": true' in report and "Exit status 0" in report

@@ -1034,8 +1034,13 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)  # (B,)
         logits, state = self._first_decoding_step(input_ids, model_kwargs)
         output_layer = self._step_output_layer(state.step_weights.transposed)
+        float_logits = None  # (B, V) float32, one buffer for every step (see `_direct_beam_search`)
         while True:
-            scores = logits_processor(input_ids, logits.to(copy=True, dtype=torch.float32, device=device))  # (B, V)
+            if float_logits is None:
+                float_logits = logits.to(copy=True, dtype=torch.float32, device=device)
+            else:
+                float_logits.copy_(logits)
+            scores = logits_processor(input_ids, float_logits)  # (B, V)
             if generation_config.do_sample:
                 next_tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
             else:
@@ -1119,14 +1124,27 @@ class LSTMSeq2SeqForConditionalGeneration(LSTMSeq2SeqPreTrainedModel, Generation
         logits, state = self._first_decoding_step(input_ids, model_kwargs)
         output_layer = self._step_output_layer(state.step_weights.transposed)
         cur_len = prompt_length
+        # The step's (B * K, V) float32 scores go into the same two buffers on every step. Fresh tensors this large
+        # come from the OS page by page each time (glibc maps and unmaps blocks over its threshold): at batch 64 the
+        # page faults cost more than the log-softmax itself. Same operations, same values.
+        float_logits = log_softmax = None
         while True:
-            log_probs = nn.functional.log_softmax(logits.to(dtype=torch.float32, device=device), dim=-1)  # (B * K, V)
+            if logits.dtype == torch.float32 and logits.device == device:
+                float_logits = logits
+            elif float_logits is None:
+                float_logits = logits.to(dtype=torch.float32, device=device)
+            else:
+                float_logits.copy_(logits)
+            log_softmax = torch.log_softmax(float_logits, dim=-1, out=log_softmax)  # (B * K, V)
+            log_probs = log_softmax
             if logits_processor:
                 log_probs = logits_processor(running.reshape(flat_size, cur_len), log_probs)
             vocab_size = log_probs.shape[-1]
-            log_probs = (log_probs.view(batch_size, num_beams, vocab_size) + running_scores[:, :, None]).view(
-                batch_size, num_beams * vocab_size
-            )
+            if log_probs is log_softmax:  # the buffer, contiguous and ours: the sum goes into it
+                log_probs = log_probs.view(batch_size, num_beams, vocab_size).add_(running_scores[:, :, None])
+            else:  # a processor's own tensor, in whatever layout it has
+                log_probs = log_probs.view(batch_size, num_beams, vocab_size) + running_scores[:, :, None]
+            log_probs = log_probs.view(batch_size, num_beams * vocab_size)
             top_scores, top_indices = torch.topk(log_probs, k=keep)  # (B, 2K), best first
             source_beams, tokens = top_indices // vocab_size, top_indices % vocab_size  # (B, 2K) each
             last_step = cur_len + 1 >= max_length

@@ -33,6 +33,7 @@ that has it). Prints a markdown table of target tokens/s.
 import argparse
 import os
 import platform
+import resource
 import time
 from dataclasses import dataclass
 
@@ -217,6 +218,13 @@ def matmul_rate(dtype=torch.float32, size=1024, repeats=10):
     return 2 * size**3 / best / 1e9
 
 
+def minor_page_faults(fn) -> int:
+    """Minor page faults of this process during one call of `fn`: memory the OS maps page by page as it is touched."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def _timed(fn):
     start = time.perf_counter()
     fn()
@@ -303,6 +311,7 @@ def main():
         "| hf_seqkd bare loop | generate() alone | roofline |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    footnotes = []
     for name in args.rows:
         row = ROWS[name]
         threads = row.threads or args.threads
@@ -313,6 +322,7 @@ def main():
         if peer:
             peer.model.to(peer_dtype)
         label = f"{row.hidden}x{row.layers}, {row.vocab}"
+        faults = []
         for num_beams in (1, 5):
             dtype = resolve_dtype(args.dtype, rows=row.batch * num_beams)
             if dtype not in models:
@@ -339,6 +349,10 @@ def main():
             dtypes = f"{DTYPE_NAMES[dtype]}, {DTYPE_NAMES[peer_dtype]}" if peer else DTYPE_NAMES[dtype]
             peak = rates[threads][dtype == torch.bfloat16]
             print_row(label, row.batch, threads, search, dtypes, best, roofline(best["hf"], flops, peak))
+            faults.append(f"{search} {minor_page_faults(lambda: hf_generate(model, batches[:1], num_beams)):,}")
+        footnotes.append(
+            f"# {label}: minor page faults of one hf_seqkd generate() call (batch {row.batch}): " + ", ".join(faults)
+        )
         if row.train and not args.skip_training:
             input_ids, labels = training_batch(row)
             steps = {"hf": hf_train_step_fn(build_model(row), input_ids, labels)}
@@ -352,7 +366,8 @@ def main():
             flops = flops_per_token(row, 1, training=True)
             dtypes = "fp32, fp32" if peer else "fp32"
             print_row(label, row.batch, threads, "train", dtypes, best, roofline(best["hf"], flops, rates[threads][0]))
-    print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
+    print("\n" + "\n".join(footnotes))
+    print(f"# load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

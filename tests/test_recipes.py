@@ -279,3 +279,11 @@ def test_gpu_check_distils_and_trains_in_bfloat16(tmp_path):
     report = gpu_check_report(tmp_path, ["2", "3"])
     assert "_Section 2: done" in report and "_Section 3: done" in report
     assert '"bf16": true' in report and "Exit status 0" in report
+
+
+def test_speed_benchmark_counts_the_page_faults_of_fresh_memory():
+    from benchmarks import bench_speed
+
+    kept = []
+    assert bench_speed.minor_page_faults(lambda: kept.append(torch.ones(16 * 2**20))) > 1000  # 64 MB, touched
+    assert bench_speed.minor_page_faults(lambda: kept[0].add_(1)) < 100  # the same pages again

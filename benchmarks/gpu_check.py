@@ -27,13 +27,9 @@ into the report and the next part runs), down to one dtype or one model of a sec
 `--smoke` shrinks every size (about a minute on one CPU thread), to try the script before GPU time is spent;
 `--sections 1 4` runs some sections only (by default 1 2 4 3: the training, the longest, last; it gets what is left of
 `--budget`, 300 s, and at least 60 s). Progress lines carry the seconds since the start, and the report is
-rewritten to `--out` after every section, so a run that is cut off keeps what finished. hf_seqkd is imported from
-this checkout. It imports `datasets` (with dill and multiprocess), which a GPU image may lack: install them from wheels
-first. The command used on a machine without network, with the wheels (Python 3.12) in .whl/:
-
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 && \
-        python3 benchmarks/gpu_check.py --out $OUT/gpu_check.md 2>&1 | tee $OUT/gpu_check.log
+rewritten to `--out` after every section, so a run that is cut off keeps what finished. It uses the hf_seqkd that
+Python imports (installed, as README says); hf_seqkd needs `datasets` (with dill and multiprocess), which a GPU image
+may lack: README (On a GPU) has the command that installs them from wheels on a machine without network.
 """
 
 import argparse
@@ -55,7 +51,6 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # hf_seqkd from this checkout; bench_speed beside this file
 WORK = Path(tempfile.gettempdir(), f"gpu_check_{os.getpid()}")  # made by main(), removed at its end
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_DATASETS_CACHE", str(WORK / "datasets_cache"))  # nothing served from an earlier run's cache
@@ -301,13 +296,12 @@ def section_training(args, size, report, device):
     report.add(f"`accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml recipes/train_student.py "
                f"--config` recipes/bible_es_en/quickstart/config.yaml without `intermediate_save_steps`, with "
                f"`{json.dumps(changes)}`.", "")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     # Should bfloat16 fail (the teacher's Seq-KD data in `distill_dtype: auto`, or bf16 training): again in float32.
     for retry in ({}, {"distill_dtype": "float32", "bf16": False, "output_dir": str(out) + "_fp32"}):
         (WORK / "student.yaml").write_text(yaml.safe_dump({**config, **changes, **retry}))
         run = [*command, "--config", str(WORK / "student.yaml")]
         timeout = max(60, min(size["train_timeout"], START + args.budget - time.time()))  # what is left of --budget
-        wall, (code, lines) = timed(device, run_streaming, run, env, round(timeout), WORK / "train.log")
+        wall, (code, lines) = timed(device, run_streaming, run, os.environ, round(timeout), WORK / "train.log")
         report.add(f"Exit status {code} after {wall:.0f} s{f' with {retry}' if retry else ''} (start-up, Seq-KD "
                    "data and the test evaluation included).")  # fmt: skip
         if code == 0:
@@ -344,7 +338,17 @@ def section_training(args, size, report, device):
 
 
 def section_speed(args, size, report, device):
-    from bench_speed import TARGET_LENGTH, Row, build_model, hf_generate, interleaved_best_rates, source_batches
+    try:  # run as `python benchmarks/gpu_check.py`
+        from bench_speed import TARGET_LENGTH, Row, build_model, hf_generate, interleaved_best_rates, source_batches
+    except ImportError:  # imported as benchmarks.gpu_check
+        from benchmarks.bench_speed import (
+            TARGET_LENGTH,
+            Row,
+            build_model,
+            hf_generate,
+            interleaved_best_rates,
+            source_batches,
+        )
 
     scale, vocab, deadline = size["scale"], size["vocab"], START + args.budget
     shapes = {"teacher": (4, 1000 // scale), "student": (2, 500 // scale), "small student": (2, 300 // scale)}

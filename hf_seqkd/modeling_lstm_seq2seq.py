@@ -79,9 +79,10 @@ def _decoding_step_output(logits, state, cross_attentions, encoder_last_hidden_s
 def _untracked_search(search):
     """
     Runs one of the model's own search loops under `torch.inference_mode` (generate() itself only disables
-    gradients): without autograd's version counters and view tracking each small op of a step costs less, 7-12% of
-    the time of a one-sentence search (issue 17, 2x128, greedy and beam 5). The sequences are cloned outside it: an
-    inference tensor cannot be changed in place outside inference mode, and generate()'s callers may do that.
+    gradients): without autograd's version counters and view tracking each small op of a step costs less, 5-16% of
+    the time of a one-sentence search (benchmarks/bench_inference_mode.py, 2x128, greedy and beam 5). The sequences
+    are cloned outside it: an inference tensor cannot be changed in place outside inference mode, and generate()'s
+    callers may do that.
     """
 
     @functools.wraps(search)
